@@ -1,0 +1,303 @@
+"""The four codecs, all variable-rate (one network for qualities 1..8 and any value between).
+
+Every model is  x -> g_a -> y*gain(q) -> [hyper-analysis -> hyper-latents] -> quantize -> entropy code,
+and decodes  hyper-latents -> integer hyper-synthesis -> (mean, scale index) -> y_hat -> g_s(y_hat/gain).
+
+* ``factorized``   Ballé et al. 2017: y coded with a per-channel factorized density.
+* ``hyperprior``   Ballé et al. 2018: zero-mean Gaussian for y, scales from a hyperprior z.
+* ``mean-scale``   Minnen et al. 2018 without the serial context model: means and scales from z.
+* ``coarse2fine``  Hu, Yang, Liu 2020: y at 1/16, fine hyper-latent z2 at 1/32, coarse z1 at 1/64;
+  each level's mean/scale come from the decoded coarser level, and the synthesis aggregates the
+  hyper features (h1, h2) with the main latent. No serial context: every layer runs in parallel.
+
+A model is described to the run time by ``levels()``: the latents from coarsest to finest, which hyper
+network predicts each one's entropy parameters, and which hyper features the synthesis consumes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.entropy_models import EntropyBottleneck, gaussian_likelihood, scale_from_position
+from models.layers import GDN, SubpixelUp, conv, deconv
+
+# CompressAI's MSE lambda ladder, so our curves compare with the published anchors.
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.18)
+QUALITIES = len(LAMBDAS)
+
+
+def lambda_for_quality(q: torch.Tensor) -> torch.Tensor:
+    """Log-linear interpolation of the ladder for fractional qualities in [1, 8]."""
+    logs = torch.log(torch.tensor(LAMBDAS, dtype=torch.float32, device=q.device))
+    pos = (q - 1).clamp(0, QUALITIES - 1)
+    lo = pos.floor().long().clamp(max=QUALITIES - 2)
+    frac = pos - lo
+    return torch.exp(logs[lo] * (1 - frac) + logs[lo + 1] * frac)
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+class HyperSynthesis(nn.Module):
+    """Hyper-decoder: ``trunk`` gives features (used by coarse2fine's synthesis), ``head`` gives
+    (mean, scale position) or scale position only. Made of Conv2d, ReLU and SubpixelUp only, which
+    is what ``models.integer_hyper`` can turn into a bit-exact integer network."""
+
+    def __init__(self, trunk: nn.Sequential, head: nn.Sequential, channels: int, has_mean: bool):
+        super().__init__()
+        self.trunk, self.head = trunk, head
+        self.channels, self.has_mean = channels, has_mean
+        last = head[-1]
+        with torch.no_grad():  # start near sigma ~ 1: scale position t = ln(1/0.11)/step ~ 18
+            last.bias[-channels:].fill_(18.0)
+
+    def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.trunk(z_hat)
+        out = self.head(features)
+        if self.has_mean:
+            mean, position = out[:, : self.channels], out[:, self.channels :]
+        else:
+            mean, position = torch.zeros_like(out), out
+        return features, mean, position
+
+
+def _relu_chain(*layers: nn.Module) -> nn.Sequential:
+    """Interleave ReLU between layers (not after the last)."""
+    out: list[nn.Module] = []
+    for i, layer in enumerate(layers):
+        out.append(layer)
+        if i < len(layers) - 1:
+            out.append(nn.ReLU())
+    return nn.Sequential(*out)
+
+
+def analysis_transform(n: int, m: int) -> nn.Sequential:
+    return nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
+
+
+def synthesis_transform(m: int, n: int) -> nn.Sequential:
+    return nn.Sequential(
+        deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+        deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
+    )
+
+
+@dataclass(frozen=True)
+class Level:
+    """One latent of a model, as the run time sees it."""
+
+    name: str
+    channels: int
+    stride: int  # downsampling factor relative to the image
+    hyper: str | None  # name of the integer hyper-synthesis predicting its mean/scale; None = factorized tables
+
+
+class VariableRateCodec(nn.Module):
+    """Shared parts: the quality gain vectors (Cui et al. 2021) and the rate/distortion bookkeeping."""
+
+    architecture: str = ""
+    synthesis_features: tuple[str, ...] = ()  # hyper-synthesis outputs the synthesis reads
+
+    def __init__(self, latent_channels: int):
+        super().__init__()
+        init = torch.linspace(-1.2, 1.2, QUALITIES).unsqueeze(1).expand(QUALITIES, latent_channels)
+        self.log_gain = nn.Parameter(init.clone())
+        self.log_inverse_gain = nn.Parameter(-init.clone())
+
+    def gains(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain for fractional qualities q (B,), geometric interpolation."""
+        pos = (q - 1).clamp(0, QUALITIES - 1)
+        lo = pos.floor().long().clamp(max=QUALITIES - 2)
+        frac = (pos - lo).unsqueeze(1)
+
+        def interp(table: torch.Tensor) -> torch.Tensor:
+            return torch.exp(table[lo] * (1 - frac) + table[lo + 1] * frac)[:, :, None, None]
+
+        return interp(self.log_gain), interp(self.log_inverse_gain)
+
+    # Subclasses implement these three; forward() is shared.
+    def levels(self) -> list[Level]:
+        raise NotImplementedError
+
+    def hyper_analysis(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Latents above y, by level name."""
+        raise NotImplementedError
+
+    def synthesize(self, y_hat: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True) -> dict[str, torch.Tensor]:
+        """Training/eval pass. Returns x_hat and bits per sample (B,).
+
+        Under autocast only g_a and the synthesis run in reduced precision: the hyper networks and
+        likelihoods stay in fp32, since means and rates are precision-sensitive and cheap (1/16 scale).
+        """
+        gain, inverse_gain = self.gains(q)
+        y = self.g_a(x).float() * gain
+        with torch.autocast(x.device.type, enabled=False):
+            latents = {"y": y, **self.hyper_analysis(y)}
+            bits = torch.zeros(x.shape[0], device=x.device)
+            decoded: dict[str, torch.Tensor] = {}
+            features: dict[str, torch.Tensor] = {}
+            for level in self.levels():
+                value = latents[level.name]
+                coded = value + torch.empty_like(value).uniform_(-0.5, 0.5) if noise else torch.round(value)
+                if level.hyper is None:
+                    likelihood = self.entropy_bottleneck.likelihood(coded)
+                    decoded[level.name] = ste_round(value)
+                else:
+                    feats, mean, position = getattr(self, level.hyper)(decoded[self.hyper_source(level.name)])
+                    features[level.hyper] = feats
+                    if not noise:
+                        coded = torch.round(value - mean) + mean
+                    likelihood = gaussian_likelihood(coded, mean, scale_from_position(position))
+                    decoded[level.name] = ste_round(value - mean) + mean
+                bits = bits - torch.log2(likelihood).flatten(1).sum(1)
+        x_hat = self.synthesize(decoded["y"] * inverse_gain, features)
+        return {"x_hat": x_hat, "bits": bits}
+
+    def hyper_source(self, level_name: str) -> str:
+        """The decoded latent a level's hyper-synthesis reads: the next coarser level."""
+        names = [lv.name for lv in self.levels()]
+        return names[names.index(level_name) - 1]
+
+    def config(self) -> dict:
+        return {"architecture": self.architecture, **self.widths}
+
+
+class FactorizedPrior(VariableRateCodec):
+    architecture = "factorized"
+
+    def __init__(self, n: int = 128, m: int = 192):
+        super().__init__(m)
+        self.widths = {"n": n, "m": m}
+        self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(m, n)
+        self.entropy_bottleneck = EntropyBottleneck(m)
+
+    def levels(self) -> list[Level]:
+        return [Level("y", self.widths["m"], 16, None)]
+
+    def hyper_analysis(self, y):
+        return {}
+
+    def synthesize(self, y_hat, features):
+        return self.g_s(y_hat)
+
+
+class ScaleHyperprior(VariableRateCodec):
+    """Ballé 2018 (zero-mean); ``mean-scale`` subclasses it to add predicted means (Minnen 2018)."""
+
+    architecture = "hyperprior"
+    predicts_mean = False
+
+    def __init__(self, n: int = 128, m: int = 192):
+        super().__init__(m)
+        self.widths = {"n": n, "m": m}
+        self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(m, n)
+        self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.LeakyReLU(), conv(n, n), nn.LeakyReLU(), conv(n, n))
+        head_width = n * 3 // 2 if self.predicts_mean else n
+        outputs = 2 * m if self.predicts_mean else m
+        self.h_s = HyperSynthesis(
+            trunk=_relu_chain(SubpixelUp(n, n), SubpixelUp(n, head_width)),
+            head=nn.Sequential(nn.ReLU(), nn.Conv2d(head_width, outputs, 3, padding=1)),
+            channels=m,
+            has_mean=self.predicts_mean,
+        )
+        self.entropy_bottleneck = EntropyBottleneck(n)
+
+    def levels(self) -> list[Level]:
+        return [Level("z", self.widths["n"], 64, None), Level("y", self.widths["m"], 16, "h_s")]
+
+    def hyper_analysis(self, y):
+        return {"z": self.h_a(y if self.predicts_mean else y.abs())}
+
+    def synthesize(self, y_hat, features):
+        return self.g_s(y_hat)
+
+
+class MeanScaleHyperprior(ScaleHyperprior):
+    architecture = "mean-scale"
+    predicts_mean = True
+
+
+class CoarseToFine(VariableRateCodec):
+    """Hu, Yang, Liu (AAAI 2020), widths configurable: ``m`` main latent, ``h2`` fine and ``h1``
+    coarse hyper-latent channels (paper: 192, 256, 128)."""
+
+    architecture = "coarse2fine"
+    synthesis_features = ("h_s1", "h_s2")
+
+    def __init__(self, n: int = 128, m: int = 192, h2: int = 128, h1: int = 64):
+        super().__init__(m)
+        self.widths = {"n": n, "m": m, "h2": h2, "h1": h1}
+        self.g_a = analysis_transform(n, m)
+        self.h_a2 = nn.Sequential(conv(m, m, 3, 1), nn.LeakyReLU(), conv(m, h2, 3, 1), nn.LeakyReLU(), conv(h2, h2))
+        self.h_a1 = nn.Sequential(conv(h2, h2, 3, 1), nn.LeakyReLU(), conv(h2, h1, 3, 1), nn.LeakyReLU(), conv(h1, h1))
+        self.entropy_bottleneck = EntropyBottleneck(h1)
+        # Hyper-synthesis: "signal-preserving" up-sampling trunk, then a 5x5-receptive-field predictor.
+        self.h_s1 = HyperSynthesis(
+            trunk=_relu_chain(nn.Conv2d(h1, h1 * 2, 3, padding=1), SubpixelUp(h1 * 2, h2)),
+            head=_predictor(h2, h2),
+            channels=h2,
+            has_mean=True,
+        )
+        self.h_s2 = HyperSynthesis(
+            trunk=_relu_chain(nn.Conv2d(h2, h2 * 2, 3, padding=1), SubpixelUp(h2 * 2, m)),
+            head=_predictor(m, m),
+            channels=m,
+            has_mean=True,
+        )
+        # Synthesis: truncated main decoder to 1/2 resolution, plus information aggregation of h2 and h1.
+        self.g_s = nn.Sequential(
+            deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True)
+        )
+        self.aggregate = nn.Sequential(
+            deconv(m + h2 // 4, n), nn.ReLU(), deconv(n, n), nn.ReLU(), deconv(n, n), nn.ReLU()
+        )
+        self.fuse = nn.Sequential(
+            nn.Conv2d(2 * n, n, 3, padding=1), nn.ReLU(), nn.Conv2d(n, n, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(n, 2 * n, 3, padding=1),
+        )
+        self.reconstruct = nn.Sequential(deconv(2 * n, n // 2), nn.ReLU(), nn.Conv2d(n // 2, 3, 3, padding=1))
+
+    def levels(self) -> list[Level]:
+        w = self.widths
+        return [Level("z1", w["h1"], 64, None), Level("z2", w["h2"], 32, "h_s1"), Level("y", w["m"], 16, "h_s2")]
+
+    def hyper_analysis(self, y):
+        z2 = self.h_a2(y)
+        return {"z2": z2, "z1": self.h_a1(z2)}
+
+    def synthesize(self, y_hat, features):
+        h2, h1 = features["h_s2"], features["h_s1"]
+        side = self.aggregate(torch.cat([h2, nn.functional.pixel_shuffle(h1, 2)], dim=1))
+        main = self.g_s(y_hat)
+        fused = torch.cat([main, side], dim=1)
+        return self.reconstruct(fused + self.fuse(fused))
+
+
+def _predictor(cin: int, channels: int) -> nn.Sequential:
+    """Mean/scale prediction with a 5x5 receptive field on the hyper features (two 3x3 convs)."""
+    return nn.Sequential(
+        nn.ReLU(), nn.Conv2d(cin, cin, 3, padding=1), nn.ReLU(), nn.Conv2d(cin, 2 * channels, 3, padding=1)
+    )
+
+
+ARCHITECTURES: dict[str, type[VariableRateCodec]] = {
+    cls.architecture: cls for cls in (FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior, CoarseToFine)
+}
+
+
+def build(config: dict) -> VariableRateCodec:
+    widths = {k: v for k, v in config.items() if k != "architecture"}
+    return ARCHITECTURES[config["architecture"]](**widths)
+
+
+def padding_multiple(model: VariableRateCodec) -> int:
+    return max(level.stride for level in model.levels())
+
+
+__all__ = ["ARCHITECTURES", "LAMBDAS", "QUALITIES", "Level", "VariableRateCodec", "build", "lambda_for_quality"]

@@ -1,0 +1,69 @@
+"""Training patches and evaluation images."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images in {folder}")
+    return files
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+class PatchPool:
+    """Random crops from every image of a folder, held in memory as uint8 (N, P, P, 3).
+
+    Each image is first downscaled by a random factor in [min_scale, 1]: that removes JPEG artefacts
+    of the source photos and shows the network more detail per patch. The pool is cached as .npy so a
+    resumed run does not pay the decode again.
+    """
+
+    def __init__(self, folder: str | Path, patch: int, per_image: int, seed: int, cache_dir: Path, min_scale: float = 0.5):
+        cache = cache_dir / f"patches-{Path(folder).name}-{patch}-{per_image}-{seed}.npy"
+        if cache.exists():
+            self.patches = np.load(cache, mmap_mode="r")
+            return
+        rng = random.Random(seed)
+        crops = []
+        for path in image_files(folder):
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                smallest = min(im.size)
+                scale = rng.uniform(max(min_scale, patch / smallest), 1.0) if smallest > patch else 1.0
+                if scale < 1.0:
+                    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
+                arr = np.asarray(im)
+            if arr.shape[0] < patch or arr.shape[1] < patch:
+                continue
+            for _ in range(per_image):
+                y0 = rng.randrange(arr.shape[0] - patch + 1)
+                x0 = rng.randrange(arr.shape[1] - patch + 1)
+                crops.append(arr[y0 : y0 + patch, x0 : x0 + patch])
+        self.patches = np.stack(crops)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.save(cache.with_suffix(".tmp.npy"), self.patches)
+        cache.with_suffix(".tmp.npy").rename(cache)
+
+    def batch(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """(B, 3, P, P) float32 in [0, 1], random flips and 90-degree rotations."""
+        idx = rng.integers(0, len(self.patches), size)
+        out = np.empty((size, 3, self.patches.shape[1], self.patches.shape[2]), dtype=np.float32)
+        for i, j in enumerate(idx):
+            p = self.patches[j]
+            if rng.random() < 0.5:
+                p = p[:, ::-1]
+            p = np.rot90(p, k=int(rng.integers(4)))
+            out[i] = p.transpose(2, 0, 1) / 255.0
+        return out

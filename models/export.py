@@ -1,0 +1,203 @@
+"""``lic export``: a trained checkpoint -> a released model package under models/zoo/<id>/.
+
+Writes the ONNX graphs (opset 17, dynamic batch/H/W), tables.npz (integer frequency tables and the
+quality gains), checks every graph against PyTorch, measures Kodak through the real run time
+(onnxruntime, real bytes) and writes manifest.json with sha256 of every file and a fingerprint.
+Also writes the fp16 checkpoint the package was made from (models/checkpoints/<id>.pt): the source
+for the PyTorch backend, for warm starts and for resuming training in a later session.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.architectures import LAMBDAS, QUALITIES, VariableRateCodec, build
+from models.entropy_models import TABLE_PRECISION, gaussian_pmf_tables, quantize_tables
+from models.graphs import runtime_graphs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_checkpoint(path: str | Path) -> tuple[VariableRateCodec, dict]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build(state["config"])
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    return model.eval(), state
+
+
+def release_checkpoint(model: VariableRateCodec, state: dict, path: Path) -> None:
+    """fp16 weights + config + training facts, no optimiser: small enough for git."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {k: state.get(k) for k in ("step", "elapsed", "args")}
+    torch.save({"model": {k: v.half() for k, v in model.state_dict().items()}, "config": model.config(), **info}, path)
+
+
+@torch.no_grad()
+def example_inputs(model: VariableRateCodec, name: str, size: int = 128) -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, size, size)
+    graphs = runtime_graphs(model)
+    y = graphs["g_a"](x)
+    if name == "g_a":
+        return (x,)
+    if name == "h_a":
+        return (y,)
+    levels = model.levels()
+    decoded = {"y": torch.round(y)}
+    if "h_a" in graphs:
+        decoded.update({n: torch.round(t) for n, t in zip(graphs["h_a"].names, graphs["h_a"](y))})
+    features = {}
+    for level in levels:
+        if level.hyper is None:
+            continue
+        source = decoded[model.hyper_source(level.name)].double()
+        if name == level.hyper:
+            return (source,)
+        features[level.hyper] = graphs[level.hyper](source)[0]
+    return (decoded["y"], *[features[n] for n in model.synthesis_features])
+
+
+def export_onnx(model: VariableRateCodec, out_dir: Path) -> dict[str, float]:
+    """Export every graph; return the max |ONNX - PyTorch| per graph on fresh inputs of another size."""
+    import onnxruntime as ort
+
+    graphs = runtime_graphs(model)
+    tolerance = {}
+    for name, module in graphs.items():
+        inputs = example_inputs(model, name)
+        if name == "g_a":
+            input_names, output_names = ["x"], ["y"]
+        elif name == "h_a":
+            input_names, output_names = ["y"], list(module.names)
+        elif name == "g_s":
+            input_names, output_names = ["y_hat", *model.synthesis_features], ["x_hat"]
+        else:
+            input_names, output_names = ["z_hat"], ["features", "mean", "scale_index"]
+        dynamic = {n: {0: "batch", 2: "height", 3: "width"} for n in input_names + output_names}
+        path = out_dir / f"{name}.onnx"
+        torch.onnx.export(
+            module, inputs, str(path), input_names=input_names, output_names=output_names,
+            dynamic_axes=dynamic, opset_version=17, dynamo=False,
+            do_constant_folding=not name.startswith("h_s"),  # keep integer weights as int32 + Cast
+        )
+        # Check at a different batch and size than traced, so dynamic axes are exercised too.
+        check = example_inputs(model, name, size=192)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {n: t[:1].numpy() for n, t in zip(input_names, check)})
+        with torch.no_grad():
+            want = module(*[t[:1] for t in check])
+        want = want if isinstance(want, tuple) else (want,)
+        diffs = [float(np.max(np.abs(g.astype(np.float64) - w.double().numpy()))) for g, w in zip(got, want)]
+        if name.startswith("h_s"):
+            assert max(diffs) == 0.0, f"integer hyper-synthesis {name} is not bit-exact in onnxruntime: {diffs}"
+        tolerance[name] = max(diffs)
+    return tolerance
+
+
+def write_tables(model: VariableRateCodec, out_dir: Path) -> None:
+    factorized = quantize_tables(model.entropy_bottleneck.pmf_tables())
+    gaussian = quantize_tables(gaussian_pmf_tables())
+    arrays = {f"factorized_{k}": v for k, v in factorized.items()} | {f"gaussian_{k}": v for k, v in gaussian.items()}
+    arrays["log_gain"] = model.log_gain.detach().float().numpy()
+    arrays["log_inverse_gain"] = model.log_inverse_gain.detach().float().numpy()
+    arrays["precision"] = np.array(TABLE_PRECISION)
+    np.savez_compressed(out_dir / "tables.npz", **arrays)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def measure_kodak(model_id: str, folder: Path, qualities: list[float], zoo: Path) -> tuple[list[dict], dict[str, list]]:
+    """Real bytes and 8-bit PSNR through the run time (onnxruntime): the mean per quality, and
+    [quality, bpp, psnr] per image (tests check kodim01 against these)."""
+    from service.codec import Codec, image_io
+    from service.codec.codec import psnr
+
+    from models.data import image_files
+
+    codec = Codec(zoo=zoo)
+    files = image_files(folder)
+    originals = {path.stem: path.read_bytes() for path in files}
+    rows, per_image = [], {name: [] for name in originals}
+    for q in qualities:
+        bpp = dist = enc = dec = 0.0
+        for name, data in originals.items():
+            t = time.perf_counter()
+            result = codec.compress(data, model=model_id, quality=q)
+            enc += time.perf_counter() - t
+            t = time.perf_counter()
+            image = codec.decompress(result.data)
+            dec += time.perf_counter() - t
+            value = psnr(image_io.read_image(data, 1 << 30).rgb, np.asarray(image.convert("RGB")))
+            per_image[name].append([q, round(result.bpp, 5), round(value, 3)])
+            bpp, dist = bpp + result.bpp, dist + value
+        n = len(files)
+        rows.append({"quality": q, "bpp": round(bpp / n, 4), "psnr": round(dist / n, 3),
+                     "encode_ms": round(1000 * enc / n), "decode_ms": round(1000 * dec / n)})
+        print(f"  q{q:g}: {bpp / n:.4f} bpp  {dist / n:.2f} dB  enc {1000 * enc / n:.0f} ms  dec {1000 * dec / n:.0f} ms")
+    return rows, per_image
+
+
+def export(checkpoint: str, model_id: str, zoo: Path, kodak: Path | None = None, version: str = "1",
+           checkpoints: Path = REPO / "models" / "checkpoints") -> Path:
+    model, state = load_checkpoint(checkpoint)
+    release = checkpoints / f"{model_id}.pt"
+    if Path(checkpoint).resolve() != release.resolve():
+        release_checkpoint(model, state, release)
+    model, state = load_checkpoint(release)  # export exactly the fp16-rounded weights we keep
+    out_dir = zoo / model_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tolerance = export_onnx(model, out_dir)
+    write_tables(model, out_dir)
+    files = {p.name: sha256(p) for p in sorted(out_dir.iterdir()) if p.suffix in (".onnx", ".npz")}
+    fingerprint = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    args = state.get("args") or {}
+    manifest = {
+        "id": model_id,
+        "version": version,
+        "architecture": model.architecture,
+        "widths": model.widths,
+        "levels": [vars(level) for level in model.levels()],
+        "synthesis_features": list(model.synthesis_features),
+        "qualities": {"min": 1, "max": QUALITIES, "lambdas": list(LAMBDAS), "metric": args.get("metric", "mse")},
+        "training": {
+            "steps": state.get("step"),
+            "hours": round((state.get("elapsed") or 0) / 3600, 2),
+            "patch": args.get("patch"),
+            "batch": args.get("batch"),
+            "lr": args.get("lr"),
+            "data": "shared/data/train (BSDS500, ImageNet sample, McMaster; 1,233 photos)",
+        },
+        "onnx": {"opset": 17, "max_abs_diff_vs_pytorch": tolerance},
+        "files": files,
+        "fingerprint": fingerprint,
+        "kodak": [],
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if kodak is not None:
+        manifest["kodak"], manifest["kodak_images"] = measure_kodak(model_id, kodak, [float(q) for q in range(1, QUALITIES + 1)], zoo)
+        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="lic export", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="run's last.pt or a released checkpoint")
+    p.add_argument("--id", required=True, help="model id, e.g. ms-64-96")
+    p.add_argument("--zoo", default=str(REPO / "models" / "zoo"))
+    p.add_argument("--kodak", help="folder to measure bpp/PSNR per quality on (e.g. ../shared/data/kodak)")
+    p.add_argument("--version", default="1")
+    a = p.parse_args(argv)
+    out = export(a.checkpoint, a.id, Path(a.zoo), Path(a.kodak) if a.kodak else None, a.version)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

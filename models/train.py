@@ -1,0 +1,186 @@
+"""``lic train``: rate-distortion training of a variable-rate codec, resumable and unattended.
+
+Loss per sample: lambda(q) * 255^2 * MSE + bpp (or lambda * (1 - MS-SSIM) scaled, with --metric ms-ssim),
+with q drawn uniformly from [1, 8] so one network learns every quality and the values between.
+The run directory holds ``last.pt`` (weights, optimiser, step, elapsed time; written atomically every
+few minutes) and ``log.jsonl`` (training and Kodak evaluation records). Re-running the same command
+resumes; changing --steps on resume re-plans the learning-rate decay.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
+from models.data import PatchPool, image_files, load_rgb
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default="mean-scale", help="factorized | hyperprior | mean-scale | coarse2fine")
+    p.add_argument("--widths", default="n=64,m=96", help="comma list, e.g. n=64,m=96 or n=64,m=96,h2=64,h1=32")
+    p.add_argument("--data", required=True, help="folder of training images")
+    p.add_argument("--eval-dir", help="folder of evaluation images (Kodak)")
+    p.add_argument("--run", required=True, help="run directory (checkpoints, logs); resumes if it exists")
+    p.add_argument("--init-from", help="warm start from a checkpoint's weights (when the run is new)")
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=30000)
+    p.add_argument("--decay-from", type=float, default=0.7, help="fraction of steps after which lr decays (cosine to 2%%)")
+    p.add_argument("--metric", choices=["mse", "ms-ssim"], default="mse")
+    p.add_argument("--per-image", type=int, default=24, help="patches drawn per training image")
+    p.add_argument("--eval-every", type=int, default=3000)
+    p.add_argument("--save-minutes", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on the CPU")
+
+
+def parse_widths(text: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (item.split("=") for item in text.split(",") if item)}
+
+
+def learning_rate(step: int, args: argparse.Namespace) -> float:
+    start = int(args.steps * args.decay_from)
+    if step < start:
+        return args.lr
+    progress = min(1.0, (step - start) / max(1, args.steps - start))
+    return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def ms_ssim_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    from pytorch_msssim import ms_ssim  # optional dependency, only for --metric ms-ssim
+
+    return 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False)
+
+
+def distortion_term(x_hat: torch.Tensor, x: torch.Tensor, lam: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    mse = F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(1)
+    if metric == "mse":
+        return lam * 255**2 * mse, mse
+    return lam * 255**2 * ms_ssim_loss(x_hat, x) / 100.0, mse  # /100 matches the MSE term's scale at q4
+
+
+@torch.no_grad()
+def evaluate(model: VariableRateCodec, folder: str, qualities: list[float]) -> list[dict]:
+    """Estimated bpp (from likelihoods) and PSNR of the rounded 8-bit output, mean over the folder."""
+    model.eval()
+    multiple = padding_multiple(model)
+    results = {q: {"bpp": 0.0, "psnr": 0.0} for q in qualities}
+    files = image_files(folder)
+    for path in files:
+        x = torch.from_numpy(load_rgb(path)).permute(2, 0, 1)[None].float() / 255
+        h, w = x.shape[2:]
+        ph, pw = (-h) % multiple, (-w) % multiple
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        for q in qualities:
+            out = model(xp, torch.tensor([q]), noise=False)
+            x_hat = (out["x_hat"][..., :h, :w].float().clamp(0, 1) * 255).round() / 255
+            mse = F.mse_loss(x_hat, x).item()
+            results[q]["bpp"] += out["bits"].item() / (h * w) / len(files)
+            results[q]["psnr"] += 10 * math.log10(1 / max(mse, 1e-12)) / len(files)
+    model.train()
+    return [{"quality": q, **v} for q, v in results.items()]
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    run_dir = Path(args.run)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"architecture": args.arch, **parse_widths(args.widths)}
+    model = build(config)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    state_path = run_dir / "last.pt"
+    step, elapsed = 0, 0.0
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed"]
+        print(f"resumed {state_path} at step {step} ({elapsed / 3600:.2f} h trained)")
+    elif args.init_from:
+        state = torch.load(args.init_from, map_location=device, weights_only=False)
+        model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+        print(f"warm start from {args.init_from} (its step {state.get('step')})")
+
+    pool = PatchPool(args.data, args.patch, args.per_image, args.seed, run_dir.parent / ".cache")
+    rng = np.random.default_rng(args.seed + step)
+    use_bf16 = device.type == "cpu" and not args.no_bf16
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16, enabled=use_bf16 or device.type == "cuda")
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    log = open(run_dir / "log.jsonl", "a")
+    machine = f"{platform.node()} {platform.processor() or platform.machine()} x{args.threads} {device.type}"
+    last_save = time.monotonic()
+    t_prev = time.monotonic()
+    bar = tqdm(total=args.steps, initial=step, mininterval=20, dynamic_ncols=True)
+    stats = np.zeros(3)
+    model.train()
+    while step < args.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args)
+        x = torch.from_numpy(pool.batch(args.batch, rng)).to(device).contiguous(memory_format=torch.channels_last)
+        q = torch.empty(args.batch, device=device).uniform_(1, QUALITIES)
+        with autocast:
+            out = model(x, q)
+        x_hat = out["x_hat"].float()
+        bpp = out["bits"] / (x.shape[2] * x.shape[3])
+        dist, mse = distortion_term(x_hat, x, lambda_for_quality(q), args.metric)
+        loss = (dist + bpp).mean()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        now = time.monotonic()
+        elapsed += now - t_prev
+        t_prev = now
+        stats = 0.98 * stats + 0.02 * np.array([loss.item(), bpp.mean().item(), 10 * math.log10(1 / max(mse.mean().item(), 1e-10))])
+        bar.update(1)
+        if step % 50 == 0:
+            corr = 1 - 0.98 ** min(step, 1000)
+            loss_s, bpp_s, psnr_s = stats / corr
+            bar.set_postfix(loss=f"{loss_s:.3f}", bpp=f"{bpp_s:.3f}", psnr=f"{psnr_s:.2f}", lr=f"{learning_rate(step, args):.1e}")
+            if step % 500 == 0:
+                log.write(json.dumps({"step": step, "hours": elapsed / 3600, "loss": loss_s, "bpp": bpp_s, "psnr": psnr_s}) + "\n")
+                log.flush()
+        if now - last_save > args.save_minutes * 60 or step == args.steps:
+            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed, "config": config, "args": vars(args)}, state_path)
+            last_save = now
+        if args.eval_dir and (step % args.eval_every == 0 or step == args.steps):
+            results = evaluate(model, args.eval_dir, [float(q) for q in range(1, QUALITIES + 1)])
+            log.write(json.dumps({"step": step, "hours": elapsed / 3600, "machine": machine, "eval": results}) + "\n")
+            log.flush()
+            tqdm.write(f"step {step}: " + "  ".join(f"q{r['quality']:.0f} {r['bpp']:.3f}bpp {r['psnr']:.2f}dB" for r in results))
+            t_prev = time.monotonic()  # evaluation time is not training time
+    bar.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lic train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

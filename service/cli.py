@@ -1,0 +1,176 @@
+"""``lic``: compress, decompress, inspect; list models; train and export (torch extra).
+
+Exit status: 0 success, 1 the input was refused (bad image, corrupted bitstream, limit), 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from service.codec import Codec, CodecError
+from service.codec import image_io
+from service.codec.zoo import DEFAULT_MODEL, available_models, load_model
+
+
+def _region(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("region must be x,y,w,h (integers)") from None
+    return x, y, w, h
+
+
+def _quality(text: str) -> float:
+    q = float(text)
+    if not 1 <= q <= 8:
+        raise argparse.ArgumentTypeError("quality must be in [1, 8]")
+    return q
+
+
+def _positive(text: str) -> float:
+    v = float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return v
+
+
+def _progress(total: int, what: str):
+    bar = tqdm(total=total, unit="tile", desc=what, disable=None, leave=False)
+    return bar, bar.update
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    codec = Codec(tile=args.tile)
+    data = Path(args.input).read_bytes()
+    result = codec.compress(data, model=args.model, quality=args.quality, target_bpp=args.target_bpp, target_psnr=args.target_psnr)
+    Path(args.output).write_bytes(result.data)
+    psnr = f" {result.psnr:.2f} dB" if result.psnr is not None else ""
+    print(f"{args.output}: {len(result.data)} bytes, {result.bpp:.4f} bpp, model {result.model} quality {result.quality:g}{psnr}, "
+          f"{result.width}x{result.height} in {result.tiles} tiles, {1000 * result.timings['total']:.0f} ms")
+
+
+def cmd_decompress(args: argparse.Namespace) -> None:
+    fmt = image_io.output_format(args.format or Path(args.output).suffix or "png")
+    data = Path(args.input).read_bytes()
+    codec = Codec()
+    header = codec.info(data)
+    bar, update = _progress(header["tiles"], "decoding")
+    image = codec.decompress(data, region=args.region, progress=update)
+    bar.close()
+    Path(args.output).write_bytes(image_io.write_image(image, fmt))
+    print(f"{args.output}: {image.width}x{image.height} {image.mode} ({fmt})")
+
+
+def cmd_roundtrip(args: argparse.Namespace) -> None:
+    """Compress and decompress in memory; print size, bpp, PSNR and timings per quality."""
+    import time
+
+    import numpy as np
+
+    from service.codec.codec import psnr
+
+    codec = Codec(tile=args.tile)
+    data = Path(args.input).read_bytes()
+    reference = image_io.read_image(data, codec.max_pixels).rgb
+    print(f"{args.input} with {args.model}:")
+    for q in args.quality:
+        result = codec.compress(data, model=args.model, quality=q)
+        t = time.perf_counter()
+        image = codec.decompress(result.data)
+        decode_ms = 1000 * (time.perf_counter() - t)
+        quality = psnr(reference, np.asarray(image.convert("RGB")))
+        print(f"  quality {q:g}: {len(result.data):8d} bytes  {result.bpp:.4f} bpp  {quality:.2f} dB  "
+              f"encode {1000 * result.timings['total']:.0f} ms  decode {decode_ms:.0f} ms")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    print(json.dumps(Codec().info(Path(args.file).read_bytes()), indent=2))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    for model_id in available_models():
+        package = load_model(model_id)
+        if args.verify:
+            package.verify()
+        m = package.manifest
+        widths = ",".join(f"{k}={v}" for k, v in m["widths"].items())
+        print(f"{model_id}{' (default)' if model_id == DEFAULT_MODEL else ''}: {m['architecture']} [{widths}] "
+              f"qualities {m['qualities']['min']}..{m['qualities']['max']}, {m['training']['steps']} steps")
+        for row in m.get("kodak", []):
+            print(f"    q{row['quality']:g}: Kodak {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB")
+
+
+def _torch_command(module: str, argv: list[str]) -> None:
+    try:
+        target = __import__(f"models.{module}", fromlist=["main"])
+    except ImportError as exc:
+        raise SystemExit(f"lic {module}: needs the training extra (pip install -e '.[train]'): {exc}")
+    target.main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lic", description="Learned image compression.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compress", help="image -> .lic")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--model", default=DEFAULT_MODEL)
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=_quality, help="1..8, fractional allowed (default 4)")
+    rate.add_argument("--target-bpp", type=_positive, help="find the quality giving this many bits per pixel")
+    rate.add_argument("--target-psnr", type=_positive, help="find the lowest quality reaching this PSNR (dB)")
+    c.add_argument("--tile", type=int, default=512, help="tile size in pixels, a multiple of 64 (default 512)")
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", help=".lic -> PNG, WebP or JPEG (by extension)")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.add_argument("--region", type=_region, help="x,y,w,h: decode only the tiles this region needs")
+    d.add_argument("--format", choices=["png", "webp", "jpeg"], help="override the output extension")
+    d.set_defaults(func=cmd_decompress)
+
+    i = sub.add_parser("info", help="print a .lic file's header")
+    i.add_argument("file")
+    i.set_defaults(func=cmd_info)
+
+    r = sub.add_parser("roundtrip", help="compress + decompress in memory, print bpp and PSNR")
+    r.add_argument("input")
+    r.add_argument("--model", default=DEFAULT_MODEL)
+    r.add_argument("--quality", type=_quality, nargs="+", default=[1.0, 4.0, 8.0])
+    r.add_argument("--tile", type=int, default=512)
+    r.set_defaults(func=cmd_roundtrip)
+
+    m = sub.add_parser("models", help="list shipped models, qualities and their Kodak results")
+    m.add_argument("--verify", action="store_true", help="check every file against its manifest sha256")
+    m.set_defaults(func=cmd_models)
+
+    for name, text in (("train", "train a model (torch extra)"), ("export", "export a checkpoint to a model package (torch extra)")):
+        t = sub.add_parser(name, help=text, add_help=False)
+        t.add_argument("rest", nargs=argparse.REMAINDER)
+        t.set_defaults(func=lambda a, name=name: _torch_command(name, a.rest))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CodecError as exc:
+        print(f"lic: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"lic: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"lic: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Learned image codec run time: onnxruntime transforms + integer hyper-synthesis + ANS entropy coding."""
+from service.codec.codec import Codec, CompressResult
+from service.codec.errors import (
+    BitstreamError,
+    CodecError,
+    ImageError,
+    LimitError,
+    ModelError,
+)
+
+__all__ = ["BitstreamError", "Codec", "CodecError", "CompressResult", "ImageError", "LimitError", "ModelError"]

@@ -1,0 +1,52 @@
+"""Where the float transforms and the integer hyper-synthesis run: onnxruntime sessions.
+
+A backend is anything with ``run(graph, feeds) -> dict of outputs``; the PyTorch-eager twin used to
+cross-check bitstreams lives in ``models.torch_backend``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from service.codec.zoo import ModelPackage
+
+
+class Backend(Protocol):
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def default_providers() -> list[str]:
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxBackend:
+    """Lazily created onnxruntime sessions for one model package (thread-safe to share)."""
+
+    def __init__(self, package: ModelPackage, providers: list[str] | None = None, threads: int | None = None):
+        self.package = package
+        self.providers = providers or default_providers()
+        self.threads = threads or int(os.environ.get("LIC_THREADS", "0")) or None
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+
+    def session(self, graph: str) -> ort.InferenceSession:
+        with self._lock:
+            if graph not in self._sessions:
+                options = ort.SessionOptions()
+                if self.threads:
+                    options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+                self._sessions[graph] = ort.InferenceSession(
+                    str(self.package.path(f"{graph}.onnx")), options, providers=self.providers
+                )
+            return self._sessions[graph]
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.session(graph)
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, feeds)))

@@ -1,0 +1,158 @@
+"""The .lic container (format version 1). All integers little-endian.
+
+    offset  size  field
+    0       4     magic b"\\x89LIC"
+    4       1     format version (1)
+    5       1     flags: bit 0 = alpha plane present
+    6       1     length L of the model id, then L bytes of UTF-8 model id
+    .       8     model fingerprint (first 8 bytes of the package's sha256 fingerprint)
+    .       2     quality x 1000 (1000..8000)
+    .       4     width, 4 height (pixels)
+    .       1     mode: 0 L, 1 LA, 2 RGB, 3 RGBA (what decoding returns)
+    .       2     tile size (pixels; multiple of 64)
+    .       1     deblocking radius in pixels (0 = off)
+    .       8n    per tile, raster order: payload length u32, CRC-32 of the payload u32
+    .       8     if alpha: alpha length u32, CRC-32 u32
+    .       4     CRC-32 of every header byte above
+    then the n tile payloads (constriction ANS words, little-endian u32) back to back, then the alpha
+    plane (a PNG of the 8-bit alpha, lossless).
+
+The header's CRC and each payload's CRC make truncation and corruption detectable before any
+decoding; per-tile lengths let any tile be located and decoded alone.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from service.codec.errors import BitstreamError
+from service.codec.tiles import TileGrid
+
+MAGIC = b"\x89LIC"
+VERSION = 1
+FLAG_ALPHA = 1
+MODES = ("L", "LA", "RGB", "RGBA")
+MAX_DIMENSION = 1 << 20
+
+
+@dataclass
+class Header:
+    model_id: str
+    fingerprint: bytes
+    quality: float
+    width: int
+    height: int
+    mode: str
+    tile: int
+    deblock: int
+    tile_entries: list[tuple[int, int]] = field(default_factory=list)  # (length, crc)
+    alpha_entry: tuple[int, int] | None = None
+    header_size: int = 0
+
+    @property
+    def grid(self) -> TileGrid:
+        return TileGrid(self.width, self.height, self.tile)
+
+    def tile_offset(self, index: int) -> int:
+        return self.header_size + sum(length for length, _ in self.tile_entries[:index])
+
+    @property
+    def total_size(self) -> int:
+        alpha = self.alpha_entry[0] if self.alpha_entry else 0
+        return self.header_size + sum(length for length, _ in self.tile_entries) + alpha
+
+
+def quality_code(quality: float) -> int:
+    return int(round(quality * 1000))
+
+
+def pack(header: Header, payloads: list[bytes], alpha: bytes | None) -> bytes:
+    if len(payloads) != header.grid.count:
+        raise ValueError(f"{len(payloads)} payloads for a grid of {header.grid.count} tiles")
+    model = header.model_id.encode()
+    out = bytearray(MAGIC)
+    out += struct.pack("<BBB", VERSION, FLAG_ALPHA if alpha is not None else 0, len(model)) + model
+    out += header.fingerprint
+    out += struct.pack("<HIIBHB", quality_code(header.quality), header.width, header.height, MODES.index(header.mode), header.tile, header.deblock)
+    for payload in payloads:
+        out += struct.pack("<II", len(payload), zlib.crc32(payload))
+    if alpha is not None:
+        out += struct.pack("<II", len(alpha), zlib.crc32(alpha))
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out) + b"".join(payloads) + (alpha or b"")
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, fmt: str) -> tuple:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.data):
+            raise BitstreamError(f"truncated .lic header ({len(self.data)} bytes)")
+        values = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return values
+
+    def bytes(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise BitstreamError(f"truncated .lic header ({len(self.data)} bytes)")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+
+def parse(data: bytes, check_payloads: bool = True) -> Header:
+    """Validate the header (and with check_payloads the size of the whole file); no pixel work."""
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise BitstreamError("not a .lic bitstream (bad magic)")
+    r = _Reader(data)
+    r.pos = 4
+    version, flags, model_len = r.take("<BBB")
+    if version != VERSION:
+        raise BitstreamError(f"unsupported .lic format version {version} (this build reads version {VERSION})")
+    if flags & ~FLAG_ALPHA:
+        raise BitstreamError(f"unknown .lic flags {flags:#x}")
+    try:
+        model_id = r.bytes(model_len).decode()
+    except UnicodeDecodeError as exc:
+        raise BitstreamError("corrupted .lic header (model id)") from exc
+    fingerprint = r.bytes(8)
+    quality, width, height, mode, tile, deblock = r.take("<HIIBHB")
+    if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION) or mode >= len(MODES) or tile == 0 or tile % 64:
+        raise BitstreamError("corrupted .lic header (geometry)")
+    header = Header(model_id, fingerprint, quality / 1000, width, height, MODES[mode], tile, deblock)
+    n = header.grid.count
+    if len(data) - r.pos < 8 * n + 4:
+        raise BitstreamError(f"truncated .lic header: {n} tiles announced, {len(data)} bytes in file")
+    header.tile_entries = [r.take("<II") for _ in range(n)]
+    if flags & FLAG_ALPHA:
+        header.alpha_entry = r.take("<II")
+    (crc,) = r.take("<I")
+    if crc != zlib.crc32(data[: r.pos - 4]):
+        raise BitstreamError("corrupted .lic header (checksum mismatch)")
+    header.header_size = r.pos
+    if check_payloads and len(data) != header.total_size:
+        kind = "truncated" if len(data) < header.total_size else "trailing bytes after"
+        raise BitstreamError(f"{kind} .lic data: expected {header.total_size} bytes, got {len(data)}")
+    return header
+
+
+def _checked(data: bytes, offset: int, entry: tuple[int, int], what: str) -> bytes:
+    length, crc = entry
+    chunk = data[offset : offset + length]
+    if len(chunk) != length:
+        raise BitstreamError(f"truncated .lic data in {what}")
+    if zlib.crc32(chunk) != crc:
+        raise BitstreamError(f"corrupted .lic data: checksum mismatch in {what}")
+    return chunk
+
+
+def tile_payload(data: bytes, header: Header, index: int) -> bytes:
+    return _checked(data, header.tile_offset(index), header.tile_entries[index], f"tile {index}")
+
+
+def alpha_payload(data: bytes, header: Header) -> bytes | None:
+    if header.alpha_entry is None:
+        return None
+    return _checked(data, header.tile_offset(len(header.tile_entries)), header.alpha_entry, "alpha plane")

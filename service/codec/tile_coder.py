@@ -1,0 +1,126 @@
+"""Batch API: encode and decode batches of same-shape tiles (from any images, at any qualities).
+
+    analyze(x)                 g_a on a batch: (B,3,H,W) -> unscaled latent y
+    encode(y, qualities)       gain, hyper-analysis, integer hyper-synthesis, quantization, ANS
+                               -> one payload per tile, and the decoded latents (for rate control)
+    decode(payloads, shape, q) ANS + integer hyper-synthesis level by level, then synthesis
+    synthesize(latents, q)     g_s on decoded latents
+
+Each tile's payload is self-contained. The symbols a tile decodes to depend only on its payload and
+the integer hyper-synthesis, never on the batch it was coded in or on floating-point details.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.codec import entropy
+from service.codec.backend import Backend
+from service.codec.entropy import AnsCoder
+from service.codec.errors import BitstreamError
+from service.codec.zoo import LevelSpec, ModelPackage
+
+
+@dataclass
+class Latents:
+    """Decoded values per level (float64, exact), symbols per level, and hyper features."""
+
+    values: dict[str, np.ndarray]
+    symbols: dict[str, np.ndarray]
+    features: dict[str, np.ndarray]
+
+
+class TileCoder:
+    def __init__(self, package: ModelPackage, backend: Backend):
+        self.package, self.backend = package, backend
+        self.levels = package.levels
+
+    def _gains(self, qualities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.package.gains(float(q)) for q in qualities]
+        gain = np.stack([g for g, _ in pairs])[:, :, None, None]
+        inverse = np.stack([i for _, i in pairs])[:, :, None, None]
+        return gain, inverse
+
+    def _tables(self, level: LevelSpec) -> entropy.FrequencyTables:
+        return self.package.factorized_tables if level.hyper is None else self.package.gaussian_tables
+
+    @staticmethod
+    def _channel_ids(shape: tuple[int, ...]) -> np.ndarray:
+        """Table id per element of a factorized latent (C, h, w): its channel."""
+        return np.broadcast_to(np.arange(shape[0])[:, None, None], shape).ravel()
+
+    def _hyper(self, level: LevelSpec, source: np.ndarray) -> dict[str, np.ndarray]:
+        return self.backend.run(level.hyper, {"z_hat": np.ascontiguousarray(source, dtype=np.float64)})
+
+    def analyze(self, x: np.ndarray) -> np.ndarray:
+        return self.backend.run("g_a", {"x": np.ascontiguousarray(x, dtype=np.float32)})["y"]
+
+    def encode(self, y_raw: np.ndarray, qualities: np.ndarray) -> tuple[list[bytes], Latents]:
+        gain, _ = self._gains(qualities)
+        y = (y_raw * gain).astype(np.float32)
+        latents = self.backend.run("h_a", {"y": y}) if len(self.levels) > 1 else {}
+        latents["y"] = y
+        values: dict[str, np.ndarray] = {}
+        symbols: dict[str, np.ndarray] = {}
+        table_ids: dict[str, np.ndarray] = {}
+        features: dict[str, np.ndarray] = {}
+        previous = None
+        for level in self.levels:
+            v = latents[level.name].astype(np.float64)
+            if level.hyper is None:
+                mean = 0.0
+                ids = np.stack([self._channel_ids(v.shape[1:])] * len(v))
+            else:
+                out = self._hyper(level, values[previous])
+                mean, ids = out["mean"], out["scale_index"].reshape(len(v), -1)
+                features[level.hyper] = out["features"]
+            symbols[level.name] = np.clip(np.rint(v - mean), -entropy.RAW_LIMIT, entropy.RAW_LIMIT)
+            values[level.name] = symbols[level.name] + mean
+            table_ids[level.name] = ids
+            previous = level.name
+        payloads = []
+        for b in range(len(y)):
+            coder = AnsCoder()
+            for level in reversed(self.levels):  # finest first: the decoder pops the coarsest first
+                entropy.encode(coder, symbols[level.name][b].ravel(), table_ids[level.name][b], self._tables(level))
+            payloads.append(coder.get_compressed().tobytes())
+        return payloads, Latents(values, symbols, features)
+
+    def decode_latents(self, payloads: list[bytes], shape: tuple[int, int]) -> Latents:
+        coders = []
+        for i, payload in enumerate(payloads):
+            if len(payload) % 4:
+                raise BitstreamError(f"corrupted .lic data: tile payload of {len(payload)} bytes")
+            coders.append(AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32)))
+        values: dict[str, np.ndarray] = {}
+        symbols: dict[str, np.ndarray] = {}
+        features: dict[str, np.ndarray] = {}
+        previous = None
+        for level in self.levels:
+            level_shape = (level.channels, shape[0] // level.stride, shape[1] // level.stride)
+            if level.hyper is None:
+                mean = np.zeros((len(payloads), *level_shape))
+                ids = [self._channel_ids(level_shape)] * len(payloads)
+            else:
+                out = self._hyper(level, values[previous])
+                mean, ids = out["mean"], list(out["scale_index"].reshape(len(payloads), -1))
+                features[level.hyper] = out["features"]
+            tables = self._tables(level)
+            decoded = np.stack([entropy.decode(coder, tile_ids, tables) for coder, tile_ids in zip(coders, ids)])
+            symbols[level.name] = decoded.reshape(len(payloads), *level_shape).astype(np.float64)
+            values[level.name] = symbols[level.name] + mean
+            previous = level.name
+        if not all(coder.is_empty() for coder in coders):
+            raise BitstreamError("corrupted .lic data: tile payload does not match its model")
+        return Latents(values, symbols, features)
+
+    def synthesize(self, latents: Latents, qualities: np.ndarray) -> np.ndarray:
+        """(B,3,H,W) float32 in [0, 1]."""
+        _, inverse = self._gains(qualities)
+        feeds = {"y_hat": (latents.values["y"] * inverse).astype(np.float32)}
+        feeds.update({name: latents.features[name] for name in self.package.synthesis_features})
+        return np.clip(self.backend.run("g_s", feeds)["x_hat"], 0.0, 1.0)
+
+    def decode(self, payloads: list[bytes], shape: tuple[int, int], qualities: np.ndarray) -> np.ndarray:
+        return self.synthesize(self.decode_latents(payloads, shape), qualities)

@@ -1,0 +1,99 @@
+"""Released model packages: ``models/zoo/<id>/`` holds manifest.json, the ONNX graphs and tables.npz.
+
+The manifest names the architecture, its latent levels, qualities and lambdas, how it was trained,
+its measured Kodak results, and the sha256 of every file; the *fingerprint* (a hash over those) is
+written into every bitstream so a file is never decoded with different weights than it was made with.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from service.codec.entropy import FrequencyTables
+from service.codec.errors import ModelError
+
+ZOO_DIR = Path(os.environ.get("LIC_MODEL_DIR", Path(__file__).resolve().parents[2] / "models" / "zoo"))
+DEFAULT_MODEL = "ms-64-96"
+QUALITY_MIN, QUALITY_MAX = 1.0, 8.0
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    name: str
+    channels: int
+    stride: int
+    hyper: str | None
+
+
+class ModelPackage:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        try:
+            self.manifest = json.loads((directory / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model package {directory} is unreadable: {exc}") from exc
+        self.id: str = self.manifest["id"]
+        self.levels = [LevelSpec(**level) for level in self.manifest["levels"]]
+        self.synthesis_features: list[str] = self.manifest["synthesis_features"]
+        self.padding_multiple: int = max(level.stride for level in self.levels)
+
+    @property
+    def fingerprint(self) -> bytes:
+        """8 bytes identifying exactly these weights and tables."""
+        return bytes.fromhex(self.manifest["fingerprint"])
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    @cached_property
+    def _arrays(self) -> dict[str, np.ndarray]:
+        with np.load(self.path("tables.npz")) as data:
+            return {k: data[k] for k in data.files}
+
+    @cached_property
+    def factorized_tables(self) -> FrequencyTables:
+        return self._tables("factorized")
+
+    @cached_property
+    def gaussian_tables(self) -> FrequencyTables:
+        return self._tables("gaussian")
+
+    def _tables(self, prefix: str) -> FrequencyTables:
+        a = self._arrays
+        return FrequencyTables(a[f"{prefix}_freqs"], a[f"{prefix}_offsets"], a[f"{prefix}_minima"], int(a["precision"]))
+
+    def gains(self, quality: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel gain and inverse gain for a fractional quality (geometric interpolation)."""
+        pos = min(max(quality, QUALITY_MIN), QUALITY_MAX) - 1
+        lo = min(int(pos), int(QUALITY_MAX) - 2)
+        frac = pos - lo
+        log_gain, log_inverse = self._arrays["log_gain"].astype(np.float64), self._arrays["log_inverse_gain"].astype(np.float64)
+        gain = np.exp(log_gain[lo] * (1 - frac) + log_gain[lo + 1] * frac)
+        inverse = np.exp(log_inverse[lo] * (1 - frac) + log_inverse[lo + 1] * frac)
+        return gain.astype(np.float32), inverse.astype(np.float32)
+
+    def verify(self) -> None:
+        """Check every file against the manifest's sha256 (used by ``lic models --verify`` and tests)."""
+        for name, digest in self.manifest["files"].items():
+            actual = hashlib.sha256(self.path(name).read_bytes()).hexdigest()
+            if actual != digest:
+                raise ModelError(f"{self.id}: {name} does not match its manifest (sha256 {actual[:12]} != {digest[:12]})")
+
+
+def available_models(zoo: Path | None = None) -> list[str]:
+    root = zoo or ZOO_DIR
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").exists()) if root.exists() else []
+
+
+def load_model(model_id: str, zoo: Path | None = None) -> ModelPackage:
+    directory = (zoo or ZOO_DIR) / model_id
+    if not model_id or "/" in model_id or not (directory / "manifest.json").exists():
+        known = ", ".join(available_models(zoo)) or "none"
+        raise ModelError(f"unknown model {model_id!r} (available: {known})")
+    return ModelPackage(directory)

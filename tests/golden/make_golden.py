@@ -1,0 +1,64 @@
+"""Regenerate the golden bitstreams (only when a new model package is released):
+
+    .venv/bin/python tests/golden/make_golden.py
+
+Each case is compressed with onnxruntime, decoded, and recorded: the .lic file, the decoded PNG and
+the sha256 of every tile's decoded symbols. test_golden.py checks that they keep decoding the same.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from service.codec import Codec, bitstream  # noqa: E402
+from service.codec.image_io import write_image  # noqa: E402
+
+
+def symbol_digest(codec: Codec, data: bytes) -> str:
+    """sha256 over every tile's decoded symbols (all levels, int64, raster tile order)."""
+    header = bitstream.parse(data)
+    coder = codec.coder(header.model_id)
+    digest = hashlib.sha256()
+    for i in range(header.grid.count):
+        shape = header.grid.coded_shape(i, coder.package.padding_multiple)
+        latents = coder.decode_latents([bitstream.tile_payload(data, header, i)], shape)
+        for level in coder.levels:
+            digest.update(latents.symbols[level.name].astype(np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def cases() -> dict[str, tuple[Image.Image, dict]]:
+    kodim = Image.open(HERE.parent / "data" / "kodim01.png").convert("RGB")
+    crop = kodim.crop((200, 100, 520, 300))
+    rgba = crop.resize((96, 60)).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.arange(96, dtype=np.uint8) * 2, (60, 1))))
+    return {
+        "kodim01-crop-q1.5-tile128": (crop, {"quality": 1.5, "tile": 128}),
+        "kodim01-crop-q6": (crop, {"quality": 6.0}),
+        "gray-q3.25": (crop.convert("L").resize((150, 77)), {"quality": 3.25}),
+        "rgba-q8": (rgba, {"quality": 8.0}),
+    }
+
+
+def main() -> None:
+    expected = {}
+    for name, (image, options) in cases().items():
+        codec = Codec(tile=options.get("tile", 512))
+        data = codec.compress(image, quality=options["quality"]).data
+        (HERE / f"{name}.lic").write_bytes(data)
+        (HERE / f"{name}.png").write_bytes(write_image(codec.decompress(data), "png"))
+        expected[name] = {"symbols_sha256": symbol_digest(codec, data), **codec.info(data)}
+    (HERE / "golden.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"wrote {len(expected)} golden cases to {HERE}")
+
+
+if __name__ == "__main__":
+    main()

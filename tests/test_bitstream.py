@@ -1,0 +1,52 @@
+import pytest
+
+from service.codec import bitstream
+from service.codec.errors import BitstreamError
+
+
+def sample() -> bytes:
+    header = bitstream.Header("ms-64-96", b"\x01" * 8, 3.25, 1000, 400, "RGBA", 512, 4)
+    return bitstream.pack(header, [b"abcd" * 3, b"efgh"], alpha=b"alpha-png")
+
+
+def test_pack_parse_roundtrip():
+    data = sample()
+    h = bitstream.parse(data)
+    assert (h.model_id, h.quality, h.width, h.height, h.mode, h.tile, h.deblock) == ("ms-64-96", 3.25, 1000, 400, "RGBA", 512, 4)
+    assert h.grid.count == 2
+    assert bitstream.tile_payload(data, h, 0) == b"abcd" * 3
+    assert bitstream.tile_payload(data, h, 1) == b"efgh"
+    assert bitstream.alpha_payload(data, h) == b"alpha-png"
+
+
+@pytest.mark.parametrize("cut", [0, 3, 10, 30, -1, -5])
+def test_truncated(cut):
+    data = sample()
+    with pytest.raises(BitstreamError):
+        bitstream.parse(data[:cut])
+
+
+def test_every_single_byte_corruption_is_detected():
+    data = sample()
+    for i in range(len(data)):
+        corrupted = bytearray(data)
+        corrupted[i] ^= 0x5A
+        with pytest.raises(BitstreamError):
+            h = bitstream.parse(bytes(corrupted))
+            for t in range(h.grid.count):
+                bitstream.tile_payload(bytes(corrupted), h, t)
+            bitstream.alpha_payload(bytes(corrupted), h)
+
+
+def test_foreign_and_future_files():
+    with pytest.raises(BitstreamError, match="not a .lic"):
+        bitstream.parse(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    future = bytearray(sample())
+    future[4] = 9
+    with pytest.raises(BitstreamError, match="version 9"):
+        bitstream.parse(bytes(future))
+
+
+def test_trailing_bytes():
+    with pytest.raises(BitstreamError, match="trailing"):
+        bitstream.parse(sample() + b"x")

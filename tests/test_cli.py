@@ -1,0 +1,82 @@
+"""The ``lic`` command as users run it: real files, exit codes and messages."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import KODIM01
+
+LIC = [sys.executable, "-m", "service.cli"]
+
+
+def lic(*args, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*LIC, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_compress_decompress_info(tmp_path):
+    out = tmp_path / "k.lic"
+    printed = lic("compress", KODIM01, out, "--quality", "3").stdout
+    size = out.stat().st_size
+    assert f"{size} bytes" in printed and f"{size * 8 / (768 * 512):.4f} bpp" in printed
+    info = json.loads(lic("info", out).stdout)
+    assert info["width"] == 768 and info["height"] == 512 and info["quality"] == 3.0 and info["bytes"] == size
+    for ext in ("png", "webp", "jpg"):
+        lic("decompress", out, tmp_path / f"k.{ext}")
+        assert Image.open(tmp_path / f"k.{ext}").size == (768, 512)
+
+
+def test_region(tmp_path):
+    out = tmp_path / "k.lic"
+    lic("compress", KODIM01, out, "--quality", "2")
+    lic("decompress", out, tmp_path / "full.png")
+    lic("decompress", out, tmp_path / "part.png", "--region", "500,300,100,50")
+    full = np.asarray(Image.open(tmp_path / "full.png"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "part.png")), full[300:350, 500:600])
+
+
+def test_target_bpp(tmp_path):
+    out = tmp_path / "k.lic"
+    lic("compress", KODIM01, out, "--target-bpp", "0.5")
+    assert out.stat().st_size * 8 / (768 * 512) == pytest.approx(0.5, rel=0.03)
+
+
+def test_corrupted_file_is_refused(tmp_path):
+    out = tmp_path / "k.lic"
+    lic("compress", KODIM01, out, "--quality", "3")
+    data = bytearray(out.read_bytes())
+    data[200] ^= 0xFF
+    out.write_bytes(bytes(data))
+    proc = lic("decompress", out, tmp_path / "x.png", check=False)
+    assert proc.returncode == 1 and "corrupted" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["compress", KODIM01, "x.lic", "--quality", "9"], 2, "quality must be in"),
+        (["compress", KODIM01, "x.lic", "--quality", "2", "--target-bpp", "1"], 2, "not allowed with"),
+        (["compress", KODIM01, "x.lic", "--model", "nope"], 1, "unknown model"),
+        (["compress", "missing.png", "x.lic"], 1, "No such file"),
+        (["compress", __file__, "x.lic"], 1, "cannot read image"),
+        (["decompress", __file__, "x.png"], 1, "not a .lic"),
+        (["decompress", KODIM01, "x.bmp"], 1, "unsupported output format"),
+        (["decompress", KODIM01, "x.png", "--region", "1,2"], 2, "region must be"),
+    ],
+)
+def test_usage_errors(tmp_path, args, code, message):
+    proc = subprocess.run([*LIC, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_models_lists_the_shipped_model():
+    printed = lic("models", "--verify").stdout
+    assert "ms-64-96 (default)" in printed and "mean-scale" in printed

@@ -1,0 +1,164 @@
+"""Whole-image behaviour of the shipped default model through onnxruntime."""
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.codec import BitstreamError, ImageError, LimitError, bitstream
+from service.codec.codec import Codec, psnr
+from service.codec.zoo import DEFAULT_MODEL, load_model
+from tests.conftest import png_bytes
+
+
+def decode_array(codec, data, region=None):
+    return np.asarray(codec.decompress(data, region=region))
+
+
+def test_kodim01_matches_manifest(codec, kodim01_bytes, kodim01_rgb):
+    manifest = load_model(DEFAULT_MODEL).manifest
+    for q, bpp_ref, psnr_ref in manifest["kodak_images"]["kodim01"][1::3]:
+        result = codec.compress(kodim01_bytes, quality=q)
+        assert result.bpp == pytest.approx(len(result.data) * 8 / (768 * 512))
+        assert result.bpp == pytest.approx(bpp_ref, rel=0.005)
+        assert psnr(kodim01_rgb, decode_array(codec, result.data)) == pytest.approx(psnr_ref, abs=0.05)
+
+
+def test_quality_orders_rate_and_distortion(codec, kodim01_bytes, kodim01_rgb):
+    rows = []
+    for q in (1, 2.5, 4, 6, 8):
+        result = codec.compress(kodim01_bytes, quality=q)
+        rows.append((result.bpp, psnr(kodim01_rgb, decode_array(codec, result.data))))
+    assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(rows, rows[1:])), rows
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (17, 33), (65, 700), (130, 1030)])
+def test_any_size_roundtrip(codec, shape):
+    rng = np.random.default_rng(shape[0])
+    base = np.linspace(0, 255, shape[0] * shape[1] * 3).reshape(*shape, 3)
+    image = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+    result = codec.compress(png_bytes(image), quality=6)
+    out = decode_array(codec, result.data)
+    assert out.shape == image.shape
+    if shape[0] * shape[1] > 100:
+        assert psnr(image, out) > 24
+
+
+def test_grayscale_returns_grayscale(codec, kodim01_rgb):
+    gray = np.asarray(Image.fromarray(kodim01_rgb).convert("L"))[:200, :300]
+    out = codec.decompress(codec.compress(png_bytes(gray), quality=6).data)
+    assert out.mode == "L" and out.size == (300, 200)
+    assert psnr(gray, np.asarray(out)) > 28
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_alpha_is_kept_exactly(codec, kodim01_rgb, mode):
+    rgb = kodim01_rgb[:100, :150]
+    alpha = np.tile(np.arange(150, dtype=np.uint8), (100, 1))
+    if mode == "P":
+        image = Image.fromarray(rgb).quantize(16)
+        image.info["transparency"] = 0
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", transparency=0)
+        expected_alpha = np.asarray(image.convert("RGBA"))[..., 3]
+        data = buffer.getvalue()
+    else:
+        image = Image.fromarray(rgb).convert("RGBA" if mode == "RGBA" else "LA")
+        image.putalpha(Image.fromarray(alpha))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        expected_alpha, data = alpha, buffer.getvalue()
+    out = codec.decompress(codec.compress(data, quality=5).data)
+    assert out.mode == ("LA" if mode == "LA" else "RGBA")
+    assert np.array_equal(np.asarray(out)[..., -1], expected_alpha)
+
+
+def test_sixteen_bit_input(codec):
+    ramp = (np.linspace(0, 65535, 64 * 96).reshape(64, 96)).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG")
+    out = codec.decompress(codec.compress(buffer.getvalue(), quality=7).data)
+    assert out.mode == "L" and psnr(np.round(ramp / 257).astype(np.uint8), np.asarray(out)) > 30
+
+
+def test_region_decode_equals_crop_of_full_decode(kodim01_bytes):
+    codec = Codec(tile=128)  # many seams; quality 1 turns deblocking on
+    data = codec.compress(kodim01_bytes, quality=1).data
+    assert bitstream.parse(data).deblock > 0
+    full = decode_array(codec, data)
+    for x, y, w, h in [(0, 0, 768, 512), (120, 250, 20, 10), (125, 125, 6, 6), (700, 400, 68, 112), (3, 5, 1, 1)]:
+        assert np.array_equal(decode_array(codec, data, (x, y, w, h)), full[y : y + h, x : x + w])
+
+
+def test_region_outside_image_is_refused(codec, kodim01_bytes):
+    data = codec.compress(kodim01_bytes, quality=2).data
+    with pytest.raises(ValueError):
+        codec.decompress(data, region=(700, 0, 100, 10))
+
+
+@pytest.mark.parametrize("position", [0.1, 0.5, 0.9])
+def test_target_bpp_within_3_percent(codec, kodim01_bytes, position):
+    """Targets spread over the model's range for this image (log scale between quality 1 and 8)."""
+    low, high = (codec.compress(kodim01_bytes, quality=q).bpp for q in (1, 8))
+    target = low * (high / low) ** position
+    result = codec.compress(kodim01_bytes, target_bpp=target)
+    assert result.bpp == pytest.approx(target, rel=0.03)
+
+
+def test_target_psnr(codec, kodim01_bytes, kodim01_rgb):
+    low, high = (psnr(kodim01_rgb, decode_array(codec, codec.compress(kodim01_bytes, quality=q).data)) for q in (2, 6))
+    target = round((low + high) / 2, 1)
+    result = codec.compress(kodim01_bytes, target_psnr=target)
+    achieved = psnr(kodim01_rgb, decode_array(codec, result.data))
+    assert achieved == pytest.approx(result.psnr, abs=0.02)
+    assert achieved == pytest.approx(target, abs=0.1)
+
+
+def test_corrupted_tile_payload_is_refused(codec, kodim01_bytes):
+    data = bytearray(codec.compress(kodim01_bytes, quality=3).data)
+    data[len(data) // 2] ^= 0x01
+    with pytest.raises(BitstreamError, match="checksum"):
+        codec.decompress(bytes(data))
+
+
+def test_other_model_version_is_refused(codec, kodim01_bytes):
+    data = codec.compress(kodim01_bytes, quality=3).data
+    header = bitstream.parse(data)
+    header.fingerprint = b"\xff" * 8
+    payloads = [bitstream.tile_payload(data, header, i) for i in range(header.grid.count)]
+    with pytest.raises(BitstreamError, match="different version"):
+        codec.decompress(bitstream.pack(header, payloads, None))
+    header.model_id = "no-such-model"
+    with pytest.raises(BitstreamError, match="not installed"):
+        codec.decompress(bitstream.pack(header, payloads, None))
+
+
+def test_garbage_and_truncated_images_are_refused(codec, kodim01_bytes):
+    with pytest.raises(ImageError):
+        codec.compress(b"definitely not an image")
+    with pytest.raises(ImageError):
+        codec.compress(kodim01_bytes[: len(kodim01_bytes) // 3])
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge size: a decompression bomb."""
+    data = bytearray(png_bytes(np.zeros((1, 1), dtype=np.uint8)))
+    ihdr = data[12:29]
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def test_pixel_bomb_refused_from_header(codec):
+    with pytest.raises(LimitError, match="pixels"):
+        codec.compress(png_claiming(100_000, 100_000))
+
+
+def test_limits_are_configurable(kodim01_bytes):
+    with pytest.raises(LimitError):
+        Codec(max_pixels=1000).compress(kodim01_bytes)
+    with pytest.raises(LimitError):
+        Codec(max_tiles=3, tile=128).compress(kodim01_bytes)

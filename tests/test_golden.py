@@ -1,0 +1,35 @@
+"""Committed bitstreams keep decoding to the committed symbols, and to pixels within +-1 of the
+committed reference decodes, with onnxruntime and with PyTorch eager."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.export import load_checkpoint
+from models.torch_backend import TorchBackend
+from service.codec import Codec
+from tests.golden.make_golden import symbol_digest
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES = json.loads((GOLDEN / "golden.json").read_text())
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def torch_codec():
+    return Codec(backend_factory=lambda package: TorchBackend(load_checkpoint(CHECKPOINTS / f"{package.id}.pt")[0]))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("backend", ["onnxruntime", "pytorch"])
+def test_golden_bitstream(name, backend, codec, torch_codec):
+    data = (GOLDEN / f"{name}.lic").read_bytes()
+    decoder = codec if backend == "onnxruntime" else torch_codec
+    assert symbol_digest(decoder, data) == CASES[name]["symbols_sha256"]
+    decoded = decoder.decompress(data)
+    reference = Image.open(GOLDEN / f"{name}.png")
+    assert decoded.mode == reference.mode == CASES[name]["mode"]
+    diff = np.abs(np.asarray(decoded, dtype=np.int16) - np.asarray(reference, dtype=np.int16))
+    assert diff.max() <= 1
