@@ -16,7 +16,7 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 
 # Tests also need torch (export, PyTorch-eager cross checks) and pytest.
 $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e '.[train,test]'
+	$(PIP) -e '.[train,bench,test]'
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime

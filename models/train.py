@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
 from models.data import PatchPool, image_files, load_rgb
+from models.ms_ssim import ms_ssim
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,17 +59,12 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
     return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def ms_ssim_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    from pytorch_msssim import ms_ssim  # optional dependency, only for --metric ms-ssim
-
-    return 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False)
-
-
 def distortion_term(x_hat: torch.Tensor, x: torch.Tensor, lam: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
     mse = F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(1)
     if metric == "mse":
         return lam * 255**2 * mse, mse
-    return lam * 255**2 * ms_ssim_loss(x_hat, x) / 100.0, mse  # /100 matches the MSE term's scale at q4
+    # CompressAI's MS-SSIM lambdas are ~1200x its MSE ones: lambda*255^2/50 puts q1..8 at 2.3..235.
+    return lam * 255**2 / 50 * (1 - ms_ssim(x_hat.clamp(0, 1), x)), mse
 
 
 @torch.no_grad()

@@ -149,14 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--verify", action="store_true", help="check every file against its manifest sha256")
     m.set_defaults(func=cmd_models)
 
-    for name, text in (("train", "train a model (torch extra)"), ("export", "export a checkpoint to a model package (torch extra)")):
-        t = sub.add_parser(name, help=text, add_help=False)
-        t.add_argument("rest", nargs=argparse.REMAINDER)
-        t.set_defaults(func=lambda a, name=name: _torch_command(name, a.rest))
+    for name, text in TORCH_COMMANDS.items():  # listed for --help; main() hands their arguments over whole
+        sub.add_parser(name, help=text, add_help=False)
     return p
 
 
+TORCH_COMMANDS = {"train": "train a model (torch extra; lic train --help)", "export": "export a checkpoint to a model package (torch extra)"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TORCH_COMMANDS:
+        _torch_command(argv[0], argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -1,0 +1,1 @@
+"""Rate-distortion benchmarking helpers (run-time side: no torch)."""

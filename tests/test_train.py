@@ -1,0 +1,38 @@
+"""``lic train`` runs, evaluates, checkpoints, and resumes where it stopped; ``lic export`` packages it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+DATA = Path(__file__).parent / "data"
+
+
+def train(run: Path, steps: int, *extra: str) -> str:
+    cmd = [sys.executable, "-m", "service.cli", "train", "--arch", "mean-scale", "--widths", "n=16,m=24", "--data", str(DATA),
+           "--run", str(run), "--steps", str(steps), "--patch", "64", "--batch", "2", "--per-image", "4",
+           "--eval-dir", str(DATA), "--eval-every", "2", "--threads", "1", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_train_resume_and_export(tmp_path):
+    run = tmp_path / "run"
+    train(run, 2)
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 2
+    output = train(run, 4, "--metric", "ms-ssim")
+    assert "resumed" in output and "at step 2" in output
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 4
+    evals = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if "eval" in line]
+    assert [e["step"] for e in evals] == [2, 4] and len(evals[-1]["eval"]) == 8
+
+    zoo = tmp_path / "zoo"
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "export", str(run / "last.pt"), "--id", "t", "--zoo", str(zoo)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((zoo / "t" / "manifest.json").read_text())
+    assert manifest["training"]["steps"] == 4 and manifest["architecture"] == "mean-scale"
+    assert manifest["onnx"]["max_abs_diff_vs_pytorch"]["h_s"] == 0.0
+    assert max(manifest["onnx"]["max_abs_diff_vs_pytorch"].values()) < 1e-3
