@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> None:
     last_save = time.monotonic()
     t_prev = time.monotonic()
     bar = tqdm(total=args.steps, initial=step, mininterval=20, dynamic_ncols=True)
-    stats = np.zeros(3)
+    stats, seen = np.zeros(3), 0  # running means of loss/bpp/PSNR since this process started
     model.train()
     while step < args.steps:
         for group in optimizer.param_groups:
@@ -147,14 +147,14 @@ def run(args: argparse.Namespace) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         scaler.step(optimizer)
         scaler.update()
-        step += 1
+        step, seen = step + 1, seen + 1
         now = time.monotonic()
         elapsed += now - t_prev
         t_prev = now
         stats = 0.98 * stats + 0.02 * np.array([loss.item(), bpp.mean().item(), 10 * math.log10(1 / max(mse.mean().item(), 1e-10))])
         bar.update(1)
         if step % 50 == 0:
-            corr = 1 - 0.98 ** min(step, 1000)
+            corr = 1 - 0.98**seen
             loss_s, bpp_s, psnr_s = stats / corr
             bar.set_postfix(loss=f"{loss_s:.3f}", bpp=f"{bpp_s:.3f}", psnr=f"{psnr_s:.2f}", lr=f"{learning_rate(step, args):.1e}")
             if step % 500 == 0:

@@ -38,7 +38,7 @@ def _positive(text: str) -> float:
     return v
 
 
-def _progress(total: int, what: str):
+def _progress(total: int | None, what: str):
     bar = tqdm(total=total, unit="tile", desc=what, disable=None, leave=False)
     return bar, bar.update
 
@@ -46,7 +46,10 @@ def _progress(total: int, what: str):
 def cmd_compress(args: argparse.Namespace) -> None:
     codec = Codec(tile=args.tile)
     data = Path(args.input).read_bytes()
-    result = codec.compress(data, model=args.model, quality=args.quality, target_bpp=args.target_bpp, target_psnr=args.target_psnr)
+    bar, update = _progress(None, "analysing")
+    result = codec.compress(data, model=args.model, quality=args.quality, target_bpp=args.target_bpp,
+                            target_psnr=args.target_psnr, progress=update)
+    bar.close()
     Path(args.output).write_bytes(result.data)
     psnr = f" {result.psnr:.2f} dB" if result.psnr is not None else ""
     print(f"{args.output}: {len(result.data)} bytes, {result.bpp:.4f} bpp, model {result.model} quality {result.quality:g}{psnr}, "

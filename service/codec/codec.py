@@ -104,9 +104,11 @@ class Codec:
 
         t = time.perf_counter()
         groups = list(self._shape_groups(grid, coder.package.padding_multiple))
-        analyzed = [coder.analyze(np.stack([extract(planes.rgb, grid.rect(i), shape) for i in chunk])) for shape, chunk in groups]
-        if progress:
-            progress(grid.count)
+        analyzed = []
+        for shape, chunk in groups:
+            analyzed.append(coder.analyze(np.stack([extract(planes.rgb, grid.rect(i), shape) for i in chunk])))
+            if progress:
+                progress(len(chunk))
         timings["analysis"] = time.perf_counter() - t
 
         def encode_at(q: float) -> tuple[CompressResult, list]:
