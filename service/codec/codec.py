@@ -173,15 +173,14 @@ class Codec:
         return best[1], best[2]
 
     def _assemble_from_latents(self, coder, grid, groups, latents, quality, radius) -> np.ndarray:
-        canvas = np.zeros((grid.height, grid.width, 3), dtype=np.float32)
+        tiles: dict[int, np.ndarray] = {}
         for (shape, chunk), decoded in zip(groups, latents):
-            pixels = coder.synthesize(decoded, np.full(len(chunk), quality))
-            self._place(canvas, grid, chunk, pixels, (0, 0))
-        return _to_uint8(self._deblock(canvas, grid, (0, 0, grid.width, grid.height), radius))
+            tiles.update(zip(chunk, tile_arrays(grid, chunk, coder.synthesize(decoded, np.full(len(chunk), quality)))))
+        return assemble_rgb(grid, radius, RegionPlan((0, 0, grid.width, grid.height), list(tiles), (0, 0, grid.width, grid.height)), tiles)
 
     # ---------------------------------------------------------------- decompress
-    def decompress(self, data: bytes, region: tuple[int, int, int, int] | None = None, progress: Progress | None = None) -> Image.Image:
-        header = bitstream.parse(data)
+    def checked_coder(self, header: bitstream.Header) -> TileCoder:
+        """The tile coder for a bitstream's model, refusing a missing or different model version."""
         if header.width * header.height > self.max_pixels:
             raise LimitError(f"bitstream holds {header.width * header.height} pixels; the limit is {self.max_pixels}")
         try:
@@ -193,38 +192,26 @@ class Codec:
                 f"bitstream was written by a different version of model {header.model_id!r} "
                 f"(fingerprint {header.fingerprint.hex()}, installed {coder.package.fingerprint.hex()})"
             )
-        x, y, w, h = region if region is not None else (0, 0, header.width, header.height)
-        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > header.width or y + h > header.height:
-            raise ValueError(f"region {x},{y},{w},{h} is outside the {header.width}x{header.height} image")
-        grid = header.grid
-        margin = header.deblock + DEBLOCK_TAPS if header.deblock else 0
-        needed = grid.covering(x - margin, y - margin, x + w + margin, y + h + margin)
-        rects = [grid.rect(i) for i in needed]
-        box = (min(r[0] for r in rects), min(r[1] for r in rects), max(r[2] for r in rects), max(r[3] for r in rects))
-        canvas = np.zeros((box[3] - box[1], box[2] - box[0], 3), dtype=np.float32)
-        for shape, chunk in self._shape_groups(grid, coder.package.padding_multiple, needed):
+        return coder
+
+    def decode_tiles(self, data: bytes, header: bitstream.Header, indices: list[int], progress: Progress | None = None) -> dict[int, np.ndarray]:
+        """Decoded tiles (h, w, 3) uint8, cropped to their place in the image, before deblocking."""
+        coder = self.checked_coder(header)
+        tiles: dict[int, np.ndarray] = {}
+        for shape, chunk in self._shape_groups(header.grid, coder.package.padding_multiple, indices):
             payloads = [bitstream.tile_payload(data, header, i) for i in chunk]
             pixels = coder.decode(payloads, shape, np.full(len(chunk), header.quality))
-            self._place(canvas, grid, chunk, pixels, box[:2])
+            tiles.update(zip(chunk, tile_arrays(header.grid, chunk, pixels)))
             if progress:
                 progress(len(chunk))
-        rgb = _to_uint8(self._deblock(canvas, grid, box, header.deblock))
-        rgb = rgb[y - box[1] : y - box[1] + h, x - box[0] : x - box[0] + w]
-        alpha_data = bitstream.alpha_payload(data, header)
-        alpha = image_io.decode_alpha(alpha_data, (header.height, header.width))[y : y + h, x : x + w] if alpha_data else None
-        return image_io.to_image(np.ascontiguousarray(rgb), alpha, header.mode)
+        return tiles
 
-    @staticmethod
-    def _place(canvas: np.ndarray, grid: TileGrid, chunk: list[int], pixels: np.ndarray, origin: tuple[int, int]) -> None:
-        for i, tile_pixels in zip(chunk, pixels):
-            x0, y0, x1, y1 = grid.rect(i)
-            canvas[y0 - origin[1] : y1 - origin[1], x0 - origin[0] : x1 - origin[0]] = tile_pixels[:, : y1 - y0, : x1 - x0].transpose(1, 2, 0)
-
-    @staticmethod
-    def _deblock(canvas: np.ndarray, grid: TileGrid, box: tuple[int, int, int, int], radius: int) -> np.ndarray:
-        seams_x = [s - box[0] for s in range(grid.tile, grid.width, grid.tile) if box[0] < s < box[2]]
-        seams_y = [s - box[1] for s in range(grid.tile, grid.height, grid.tile) if box[1] < s < box[3]]
-        return deblock(canvas, seams_x, seams_y, radius)
+    def decompress(self, data: bytes, region: tuple[int, int, int, int] | None = None, progress: Progress | None = None) -> Image.Image:
+        header = bitstream.parse(data)
+        self.checked_coder(header)
+        plan = plan_region(header, region)
+        tiles = self.decode_tiles(data, header, plan.tiles, progress)
+        return assemble(data, header, plan, tiles)
 
     def info(self, data: bytes) -> dict:
         header = bitstream.parse(data)
@@ -242,6 +229,57 @@ class Codec:
             "bpp": len(data) * 8 / (header.width * header.height),
             "alpha_bytes": header.alpha_entry[0] if header.alpha_entry else 0,
         }
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    region: tuple[int, int, int, int]  # x, y, w, h requested
+    tiles: list[int]  # tiles to decode: those under the region and within the deblocking reach
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 covered by those tiles
+
+
+def plan_region(header: bitstream.Header, region: tuple[int, int, int, int] | None) -> RegionPlan:
+    x, y, w, h = region if region is not None else (0, 0, header.width, header.height)
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > header.width or y + h > header.height:
+        raise ValueError(f"region {x},{y},{w},{h} is outside the {header.width}x{header.height} image")
+    grid = header.grid
+    margin = header.deblock + DEBLOCK_TAPS if header.deblock else 0
+    needed = grid.covering(x - margin, y - margin, x + w + margin, y + h + margin)
+    rects = [grid.rect(i) for i in needed]
+    box = (min(r[0] for r in rects), min(r[1] for r in rects), max(r[2] for r in rects), max(r[3] for r in rects))
+    return RegionPlan((x, y, w, h), needed, box)
+
+
+def tile_arrays(grid: TileGrid, chunk: list[int], pixels: np.ndarray) -> list[np.ndarray]:
+    """Synthesis output (B, 3, H, W) in [0, 1] -> per tile (h, w, 3) uint8, padding cropped."""
+    out = []
+    for i, tile_pixels in zip(chunk, pixels):
+        x0, y0, x1, y1 = grid.rect(i)
+        out.append(np.ascontiguousarray(_to_uint8(tile_pixels[:, : y1 - y0, : x1 - x0].transpose(1, 2, 0))))
+    return out
+
+
+def assemble_rgb(grid: TileGrid, radius: int, plan: RegionPlan, tiles: dict[int, np.ndarray]) -> np.ndarray:
+    """Place decoded tiles, smooth the seams inside the box, crop the region: (h, w, 3) uint8."""
+    bx0, by0, bx1, by1 = plan.box
+    canvas = np.zeros((by1 - by0, bx1 - bx0, 3), dtype=np.float32)
+    for i in plan.tiles:
+        x0, y0, x1, y1 = grid.rect(i)
+        canvas[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0] = tiles[i] / np.float32(255.0)
+    seams_x = [s - bx0 for s in range(grid.tile, grid.width, grid.tile) if bx0 < s < bx1]
+    seams_y = [s - by0 for s in range(grid.tile, grid.height, grid.tile) if by0 < s < by1]
+    rgb = _to_uint8(deblock(canvas, seams_x, seams_y, radius))
+    x, y, w, h = plan.region
+    return np.ascontiguousarray(rgb[y - by0 : y - by0 + h, x - bx0 : x - bx0 + w])
+
+
+def assemble(data: bytes, header: bitstream.Header, plan: RegionPlan, tiles: dict[int, np.ndarray]) -> Image.Image:
+    """The decoded region as a PIL image in the bitstream's mode, alpha included."""
+    rgb = assemble_rgb(header.grid, header.deblock, plan, tiles)
+    x, y, w, h = plan.region
+    alpha_data = bitstream.alpha_payload(data, header)
+    alpha = image_io.decode_alpha(alpha_data, (header.height, header.width))[y : y + h, x : x + w] if alpha_data else None
+    return image_io.to_image(rgb, alpha, header.mode)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
