@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: run test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Run time only: onnxruntime, constriction, Pillow (no torch).
+# Run time only: onnxruntime, constriction, Pillow, the HTTP service (no torch).
 $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e .
 	touch $@
@@ -19,11 +21,14 @@ $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e '.[train,bench,test]'
 	touch $@ $(VENV)/.runtime
 
+# The embedded default: one process, CPU, in-process tile cache. Settings: LIC_* environment variables.
 run: $(VENV)/.runtime
-	$(VENV)/bin/lic models
-	$(VENV)/bin/lic roundtrip tests/data/kodim01.png --quality 1 2 4 6 8
+	$(VENV)/bin/lic roundtrip tests/data/kodim01.png --quality 2 6
+	$(VENV)/bin/lic serve --port $${LIC_PORT:-8000}
 
+# Tests start their own redis-server on a free port; install Debian's package if it is missing.
 test: $(VENV)/.test
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get install -y -qq redis-server || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }; }
 	$(PY) -m pytest
 
 clean:

@@ -152,16 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--verify", action="store_true", help="check every file against its manifest sha256")
     m.set_defaults(func=cmd_models)
 
-    for name, text in TORCH_COMMANDS.items():  # listed for --help; main() hands their arguments over whole
+    for name, text in PASSTHROUGH.items():  # listed for --help; main() hands their arguments over whole
         sub.add_parser(name, help=text, add_help=False)
     return p
 
 
 TORCH_COMMANDS = {"train": "train a model (torch extra; lic train --help)", "export": "export a checkpoint to a model package (torch extra)"}
+PASSTHROUGH = {"serve": "run the HTTP service (lic serve --help)", **TORCH_COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "serve":
+        from service.server import main as serve
+
+        serve(argv[1:])
+        return 0
     if argv and argv[0] in TORCH_COMMANDS:
         _torch_command(argv[0], argv[1:])
         return 0

@@ -185,13 +185,9 @@ class Codec:
             raise LimitError(f"bitstream holds {header.width * header.height} pixels; the limit is {self.max_pixels}")
         try:
             coder = self.coder(header.model_id)
-        except ModelError as exc:
-            raise BitstreamError(f"bitstream needs model {header.model_id!r}, which is not installed") from exc
-        if coder.package.fingerprint != header.fingerprint:
-            raise BitstreamError(
-                f"bitstream was written by a different version of model {header.model_id!r} "
-                f"(fingerprint {header.fingerprint.hex()}, installed {coder.package.fingerprint.hex()})"
-            )
+        except ModelError:
+            coder = None
+        check_model(header, coder.package if coder else None)
         return coder
 
     def decode_tiles(self, data: bytes, header: bitstream.Header, indices: list[int], progress: Progress | None = None) -> dict[int, np.ndarray]:
@@ -231,6 +227,17 @@ class Codec:
         }
 
 
+def check_model(header: bitstream.Header, package: ModelPackage | None) -> None:
+    """Refuse a bitstream whose model is not installed (package None) or is another version."""
+    if package is None:
+        raise BitstreamError(f"bitstream needs model {header.model_id!r}, which is not installed")
+    if package.fingerprint != header.fingerprint:
+        raise BitstreamError(
+            f"bitstream was written by a different version of model {header.model_id!r} "
+            f"(fingerprint {header.fingerprint.hex()}, installed {package.fingerprint.hex()})"
+        )
+
+
 @dataclass(frozen=True)
 class RegionPlan:
     region: tuple[int, int, int, int]  # x, y, w, h requested
@@ -250,13 +257,14 @@ def plan_region(header: bitstream.Header, region: tuple[int, int, int, int] | No
     return RegionPlan((x, y, w, h), needed, box)
 
 
+def tile_array(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """One tile's synthesis output (3, H, W) in [0, 1] -> (height, width, 3) uint8, padding cropped."""
+    return np.ascontiguousarray(_to_uint8(pixels[:, :height, :width].transpose(1, 2, 0)))
+
+
 def tile_arrays(grid: TileGrid, chunk: list[int], pixels: np.ndarray) -> list[np.ndarray]:
-    """Synthesis output (B, 3, H, W) in [0, 1] -> per tile (h, w, 3) uint8, padding cropped."""
-    out = []
-    for i, tile_pixels in zip(chunk, pixels):
-        x0, y0, x1, y1 = grid.rect(i)
-        out.append(np.ascontiguousarray(_to_uint8(tile_pixels[:, : y1 - y0, : x1 - x0].transpose(1, 2, 0))))
-    return out
+    rects = [grid.rect(i) for i in chunk]
+    return [tile_array(p, y1 - y0, x1 - x0) for p, (x0, y0, x1, y1) in zip(pixels, rects)]
 
 
 def assemble_rgb(grid: TileGrid, radius: int, plan: RegionPlan, tiles: dict[int, np.ndarray]) -> np.ndarray:

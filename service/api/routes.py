@@ -1,0 +1,259 @@
+"""POST /compress, POST /decompress, GET /models, /healthz, /readyz, /metrics."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request as StarletteRequest
+
+from service.codec import bitstream, image_io
+from service.codec.codec import RegionPlan, assemble, check_model, default_deblock, plan_region
+from service.codec.errors import LimitError, ModelError
+from service.codec.tiles import TileGrid
+from service.codec.zoo import QUALITY_MAX, QUALITY_MIN
+from service.core.problems import Problem
+from service.engine.batcher import QueueFull
+
+router = APIRouter()
+LIC_MEDIA_TYPE = "application/vnd.lic"
+IMAGE_TYPES = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpeg"}
+STREAM_CHUNK = 256 << 10
+
+
+def _state(request: Request):
+    return request.app.state
+
+
+async def require_api_key(request: Request) -> None:
+    keys = _state(request).settings.api_keys
+    if not keys:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "Unauthorized", "missing Bearer API key", {"WWW-Authenticate": "Bearer"})
+    if not any(hmac.compare_digest(token, key) for key in keys):
+        raise Problem(403, "Forbidden", "API key not accepted")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise Problem(413, "Content Too Large", f"body of {length} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, "Content Too Large", f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise Problem(400, "Bad Request", "empty request body")
+    return body
+
+
+async def image_from_request(request: Request, limit: int) -> bytes:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not (media.startswith("image/") or media in ("application/octet-stream", "multipart/form-data")):
+        raise Problem(415, "Unsupported Media Type", f"send an image (image/png, image/jpeg, ...) or multipart field 'file', not {media or 'nothing'}")
+    body = await read_body(request, limit)
+    if media != "multipart/form-data":
+        return body
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await StarletteRequest(request.scope, replay).form(max_files=1, max_fields=8)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise Problem(400, "Bad Request", "multipart body needs a file field named 'file'")
+    return await upload.read()
+
+
+async def until_done_or_disconnect(request: Request, work, timeout: float):
+    """Run ``work``; cancel it if the client goes away or the deadline passes."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({task, watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    if watch in done:
+        raise Problem(499, "Client Closed Request", "the client went away; its work was cancelled")
+    raise Problem(503, "Service Unavailable", f"request did not finish within {timeout:g} s", {"Retry-After": "1"})
+
+
+def binary_response(data: bytes, media_type: str, headers: dict[str, str]) -> Response:
+    if len(data) <= STREAM_CHUNK:
+        return Response(data, media_type=media_type, headers=headers)
+    headers = headers | {"Content-Length": str(len(data))}
+    chunks = (data[i : i + STREAM_CHUNK] for i in range(0, len(data), STREAM_CHUNK))
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+
+
+@router.post("/compress", dependencies=[Depends(require_api_key)], response_class=Response,
+             responses={200: {"content": {LIC_MEDIA_TYPE: {}}, "description": "the .lic bitstream"}})
+async def compress(
+    request: Request,
+    model: str | None = Query(None, description="model id (GET /models); default: the service default"),
+    quality: float | None = Query(None, ge=QUALITY_MIN, le=QUALITY_MAX, description="1..8, fractional allowed (default 4)"),
+    target_bpp: float | None = Query(None, gt=0, le=24),
+    target_psnr: float | None = Query(None, gt=0, le=100),
+    tile: int | None = Query(None, ge=64, le=4096, multiple_of=64),
+):
+    """Compress an image sent as the raw body (``Content-Type: image/...``) or as multipart field ``file``."""
+    state = _state(request)
+    settings, engine, metrics = state.settings, state.engine, state.metrics
+    started = time.perf_counter()
+    if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
+        raise Problem(400, "Bad Request", "give at most one of quality, target_bpp, target_psnr")
+    model = model or settings.default_model
+    package = state.packages.get(model)
+    if package is None:
+        raise ModelError(f"unknown model {model!r} (available: {', '.join(state.packages)})")
+    body = await image_from_request(request, settings.max_body_bytes)
+    metrics.bytes_in.labels("compress").inc(len(body))
+    planes = await asyncio.to_thread(image_io.read_image, body, settings.max_pixels)
+    height, width = planes.rgb.shape[:2]
+    tile = tile or settings.tile
+    grid = TileGrid(width, height, tile)
+    if grid.count > settings.max_tiles:
+        raise LimitError(f"{grid.count} tiles exceed the limit of {settings.max_tiles}; use a larger tile")
+
+    async def work():
+        if target_bpp is None and target_psnr is None:
+            q = bitstream.quality_code(4.0 if quality is None else quality) / 1000
+            payloads = await engine.encode(model, package, planes, grid, q)
+            alpha = await asyncio.to_thread(image_io.encode_alpha, planes.alpha) if planes.alpha is not None else None
+            header = bitstream.Header(model, package.fingerprint, q, width, height, planes.mode, tile, default_deblock(q))
+            return bitstream.pack(header, payloads, alpha), q, None
+        data, q, psnr, _ = await engine.compress_image(model, planes, target_bpp, target_psnr, tile)
+        return data, q, psnr
+
+    try:
+        data, q, psnr = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
+    except QueueFull as exc:
+        metrics.rejected.labels("queue_full").inc()
+        raise Problem(503, "Service Unavailable", f"busy: {exc}", {"Retry-After": "1"}) from exc
+    bpp = len(data) * 8 / (width * height)
+    metrics.bpp.labels(model, str(round(q))).observe(bpp)
+    metrics.pixels.labels("compress").inc(width * height)
+    metrics.bytes_out.labels("compress").inc(len(data))
+    headers = {
+        "X-LIC-Model": model, "X-LIC-Quality": f"{q:g}", "X-LIC-BPP": f"{bpp:.5f}",
+        "X-LIC-Width": str(width), "X-LIC-Height": str(height), "X-LIC-Tiles": str(grid.count),
+        "Server-Timing": f"total;dur={1000 * (time.perf_counter() - started):.1f}",
+    }
+    if psnr is not None:
+        headers["X-LIC-PSNR"] = f"{psnr:.3f}"
+    return binary_response(data, LIC_MEDIA_TYPE, headers)
+
+
+def output_format(request: Request, fmt: str | None) -> str:
+    if fmt is not None:
+        return image_io.OUTPUT_FORMATS[fmt].lower()
+    accept = request.headers.get("accept", "*/*")
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in IMAGE_TYPES:
+            return IMAGE_TYPES[media]
+        if media in ("*/*", "image/*", ""):
+            return "png"
+    raise Problem(406, "Not Acceptable", f"can answer image/png, image/webp or image/jpeg, not {accept}")
+
+
+def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise Problem(400, "Bad Request", "region must be x,y,w,h (integers)") from None
+    return x, y, w, h
+
+
+@router.post("/decompress", dependencies=[Depends(require_api_key)], response_class=Response,
+             responses={200: {"content": {f"image/{f}": {} for f in ("png", "webp", "jpeg")}, "description": "the image"}})
+async def decompress(
+    request: Request,
+    format: str | None = Query(None, pattern="^(png|webp|jpeg|jpg)$", description="output format; default from Accept, else PNG"),
+    region: str | None = Query(None, description="x,y,w,h: decode only the tiles this region needs"),
+):
+    """Decompress a .lic bitstream sent as the raw body."""
+    state = _state(request)
+    settings, engine, metrics = state.settings, state.engine, state.metrics
+    media = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
+    if media not in ("application/octet-stream", LIC_MEDIA_TYPE, "application/x-lic"):
+        raise Problem(415, "Unsupported Media Type", f"send a .lic bitstream as {LIC_MEDIA_TYPE} or application/octet-stream, not {media}")
+    fmt = output_format(request, format)
+    box = parse_region(region)
+    data = await read_body(request, settings.max_body_bytes)
+    metrics.bytes_in.labels("decompress").inc(len(data))
+    header = bitstream.parse(data)
+    package = state.packages.get(header.model_id)
+    check_model(header, package)
+    plan: RegionPlan = plan_region(header, box)
+    width, height = plan.region[2], plan.region[3]
+    if width * height > settings.max_pixels:
+        raise LimitError(f"output of {width}x{height} pixels exceeds the limit of {settings.max_pixels}")
+    if len(plan.tiles) > settings.max_tiles:
+        raise LimitError(f"{len(plan.tiles)} tiles exceed the limit of {settings.max_tiles}")
+
+    async def work():
+        tiles = await engine.decode(data, header, package, plan)
+        image = await asyncio.to_thread(assemble, data, header, plan, tiles)
+        return await asyncio.to_thread(image_io.write_image, image, fmt)
+
+    try:
+        encoded = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
+    except QueueFull as exc:
+        metrics.rejected.labels("queue_full").inc()
+        raise Problem(503, "Service Unavailable", f"busy: {exc}", {"Retry-After": "1"}) from exc
+    metrics.pixels.labels("decompress").inc(width * height)
+    metrics.bytes_out.labels("decompress").inc(len(encoded))
+    headers = {"X-LIC-Model": header.model_id, "X-LIC-Width": str(width), "X-LIC-Height": str(height), "X-LIC-Tiles-Decoded": str(len(plan.tiles))}
+    return binary_response(encoded, f"image/{'jpeg' if fmt == 'jpeg' else fmt}", headers)
+
+
+@router.get("/models")
+async def models(request: Request):
+    """Shipped models with their qualities and measured Kodak bpp/PSNR."""
+    out = []
+    for model_id, package in _state(request).packages.items():
+        m = package.manifest
+        out.append({
+            "id": model_id, "default": model_id == _state(request).settings.default_model,
+            "architecture": m["architecture"], "widths": m["widths"], "version": m["version"], "fingerprint": m["fingerprint"],
+            "qualities": m["qualities"], "kodak": m.get("kodak", []),
+        })
+    return out
+
+
+@router.get("/healthz")
+async def healthz():
+    return {"status": "alive"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request):
+    state = _state(request)
+    if state.engine.ready and not state.draining:
+        return {"status": "ready", "workers": state.engine.pool.devices}
+    return JSONResponse({"status": "draining" if state.draining else "starting"}, status_code=503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)

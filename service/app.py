@@ -1,0 +1,72 @@
+"""The FastAPI application: routes, engine lifecycle, per-request metrics and one log line per request."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from service.api.routes import router
+from service.codec.zoo import available_models, load_model
+from service.core import problems
+from service.core.config import Settings
+from service.core.metrics import Metrics
+from service.engine.engine import Engine
+
+access_log = logging.getLogger("lic.access")
+ENDPOINTS = {"/compress", "/decompress", "/models", "/healthz", "/readyz", "/metrics"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.packages = {model_id: load_model(model_id) for model_id in available_models()}
+        if settings.default_model not in app.state.packages:
+            raise RuntimeError(f"default model {settings.default_model!r} is not installed")
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.registry)
+        await app.state.engine.start()
+        yield
+        app.state.draining = True
+        await app.state.engine.stop()
+
+    app = FastAPI(title="lic", version="0.1.0", lifespan=lifespan,
+                  description="Learned image compression: POST an image to /compress, a .lic bitstream to /decompress.")
+    app.state.settings, app.state.metrics, app.state.draining = settings, metrics, False
+    app.state.engine = Engine(settings, metrics)
+    app.state.packages = {}
+    problems.install(app)
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
+            metrics.requests.labels(endpoint, str(status)).inc()
+            metrics.request_duration.labels(endpoint).observe(elapsed)
+            if endpoint not in ("/metrics", "/healthz", "/readyz"):
+                access_log.info(json.dumps({
+                    "ts": round(time.time(), 3), "id": request.headers.get("x-request-id") or uuid.uuid4().hex[:16],
+                    "method": request.method, "path": request.url.path, "query": request.url.query, "status": status,
+                    "ms": round(1000 * elapsed, 1), "bytes_in": int(request.headers.get("content-length") or 0),
+                    "client": request.client.host if request.client else None,
+                }))
+
+    return app

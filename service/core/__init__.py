@@ -1,0 +1,1 @@
+"""Configuration, metrics and error responses of the HTTP service."""

@@ -1,0 +1,63 @@
+"""Service settings: every field is read from an environment variable ``LIC_<NAME>`` (pydantic-settings).
+
+Defaults are the embedded mode: one process, CPU, in-process tile cache, no other service needed.
+"""
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.codec.codec import DEFAULT_TILE
+from service.codec.zoo import DEFAULT_MODEL
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIC_", env_file=None)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    metrics_port: int | None = Field(None, description="serve /metrics on this port as well (None: only on the main port)")
+
+    default_model: str = DEFAULT_MODEL
+    tile: int = DEFAULT_TILE
+    workers: int = Field(1, ge=1, description="inference worker processes (one per GPU on GPU hosts)")
+    threads_per_worker: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 = cores / workers")
+    device: str = Field("auto", description="auto | cpu | cuda")
+    max_batch: int = Field(8, ge=1, le=64, description="most tiles in one inference batch")
+    max_queue_delay_ms: float = Field(0.0, ge=0, description="wait for a fuller batch at most this long (0: never wait when a worker is free)")
+    max_queue_tiles: int = Field(512, ge=1, description="tiles waiting for a worker before requests are refused with 503")
+    warmup_batches: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1, 2, 4, 8], description="batch sizes run at start-up per worker")
+
+    request_timeout_s: float = Field(60.0, gt=0)
+    drain_seconds: float = Field(0.0, ge=0, description="after SIGTERM, report not-ready this long before closing the listener")
+    max_body_bytes: int = Field(64 << 20, ge=1)
+    max_pixels: int = Field(64_000_000, ge=1, description="input or output pixels per request, checked from headers")
+    max_tiles: int = Field(1024, ge=1)
+
+    redis_url: str | None = None
+    cache_ttl_s: int = Field(3600, ge=1)
+    cache_memory_bytes: int = Field(256 << 20, ge=0, description="in-process tile cache bound when no Redis is configured")
+    redis_timeout_s: float = Field(0.05, gt=0)
+    redis_retry_s: float = Field(2.0, ge=0, description="after a Redis error, skip the cache this long before trying again")
+
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Bearer keys for /compress and /decompress; empty = open")
+
+    @field_validator("api_keys", "warmup_batches", mode="before")
+    @classmethod
+    def _comma_list(cls, value):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_multiple(cls, value: int) -> int:
+        if value % 64 or not 64 <= value <= 4096:
+            raise ValueError("tile must be a multiple of 64 in [64, 4096]")
+        return value
+
+    def threads(self) -> int:
+        return self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)

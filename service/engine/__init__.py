@@ -1,0 +1,1 @@
+"""Serving engine: worker processes, the dynamic tile batcher, and the decoded-tile cache."""

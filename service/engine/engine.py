@@ -1,0 +1,136 @@
+"""The engine behind the routes: tiles in, payloads or pixels out, through the batcher and the cache."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+
+from service.codec import bitstream
+from service.codec.codec import RegionPlan
+from service.codec.image_io import Planes
+from service.codec.zoo import ModelPackage
+from service.core.config import Settings
+from service.core.metrics import Metrics
+from service.engine import worker
+from service.engine.batcher import DynamicBatcher
+from service.engine.cache import MemoryTileCache, RedisTileCache, TileCache, tile_key
+from service.engine.pool import WorkerPool
+
+
+class Engine:
+    def __init__(self, settings: Settings, metrics: Metrics):
+        self.settings, self.metrics = settings, metrics
+        self.pool = WorkerPool(settings)
+        self.batcher = DynamicBatcher(
+            self._execute, slots=settings.workers, max_batch=settings.max_batch,
+            max_delay_s=settings.max_queue_delay_ms / 1000, max_queue=settings.max_queue_tiles, on_batch=self._observe_batch,
+        )
+        self.cache: TileCache = (
+            RedisTileCache(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_s, settings.redis_retry_s,
+                           on_error=metrics.cache.labels("error").inc)
+            if settings.redis_url else MemoryTileCache(settings.cache_memory_bytes)
+        )
+        self.ready = False
+
+    async def start(self) -> None:
+        await self.pool.start()
+        for device in set(self.pool.devices):
+            self.metrics.workers.labels(device).set(self.pool.devices.count(device))
+        self.batcher.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.batcher.close()
+        self.pool.close()
+        await self.cache.close()
+
+    # -------------------------------------------------------------- batching
+    def _observe_batch(self, key: Hashable, size: int, waits: list[float]) -> None:
+        stage = key[0]
+        self.metrics.batch_size.labels(stage).observe(size)
+        for wait in waits:
+            self.metrics.queue_wait.labels(stage).observe(wait)
+        self.metrics.queue_depth.set(self.batcher.depth)
+
+    async def _execute(self, key: Hashable, values: list[Any]) -> list[Any]:
+        stage, model, shape = key
+        if stage == "encode":
+            payloads, timings = await self.pool.run(worker.encode_tiles, model, shape, [v[0] for v in values], [v[1] for v in values])
+            self.metrics.inference.labels("analysis").observe(timings["analysis"])
+            self.metrics.entropy.labels("encode").observe(timings["entropy_encode"])
+            return payloads
+        if stage == "decode":
+            arrays, timings = await self.pool.run(worker.decode_tiles, model, shape, [v[0] for v in values],
+                                                  [v[1] for v in values], [v[2] for v in values])
+            self.metrics.entropy.labels("decode").observe(timings["entropy_decode"])
+            self.metrics.inference.labels("synthesis").observe(timings["synthesis"])
+            return arrays
+        return [await self.pool.run(worker.compress_image, model, *value) for value in values]  # "image": rate control
+
+    async def _gather(self, key: Hashable, values: list[Any]) -> list[Any]:
+        futures = self.batcher.submit(key, values)
+        self.metrics.queue_depth.set(self.batcher.depth)
+        try:
+            return await asyncio.gather(*futures)
+        finally:  # deadline passed or client gone: drop what has not started
+            for future in futures:
+                future.cancel()
+
+    # ------------------------------------------------------------ operations
+    async def encode(self, model: str, package: ModelPackage, planes: Planes, grid, quality: float) -> list[bytes]:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in range(grid.count):
+            groups.setdefault(grid.coded_shape(i, package.padding_multiple), []).append(i)
+        payloads: list[bytes] = [b""] * grid.count
+        results = await asyncio.gather(*(
+            self._gather(("encode", model, shape), [(_crop(planes.rgb, grid.rect(i)), quality) for i in members])
+            for shape, members in groups.items()
+        ))
+        for members, chunk in zip(groups.values(), results):
+            for i, payload in zip(members, chunk):
+                payloads[i] = payload
+        return payloads
+
+    async def compress_image(self, model: str, planes: Planes, target_bpp: float | None, target_psnr: float | None, tile: int):
+        (result,) = await self._gather(("image", model, None), [(planes, target_bpp, target_psnr, tile)])
+        return result
+
+    async def decode(self, data: bytes, header: bitstream.Header, package: ModelPackage, plan: RegionPlan) -> dict[int, np.ndarray]:
+        """Decoded tiles for a region plan: cached ones from the cache, the rest through the batcher."""
+        grid = header.grid
+        content = hashlib.sha256(data).hexdigest()[:32]
+        keys = {i: tile_key(header.model_id, package.manifest["fingerprint"], content, i) for i in plan.tiles}
+        cached = await self.cache.get_many(list(keys.values()))
+        tiles: dict[int, np.ndarray] = {}
+        for i, value in zip(plan.tiles, cached):
+            x0, y0, x1, y1 = grid.rect(i)
+            if value is not None and len(value) == (y1 - y0) * (x1 - x0) * 3:
+                tiles[i] = np.frombuffer(value, dtype=np.uint8).reshape(y1 - y0, x1 - x0, 3)
+        self.metrics.cache.labels("hit").inc(len(tiles))
+        missing = [i for i in plan.tiles if i not in tiles]
+        self.metrics.cache.labels("miss").inc(len(missing))
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in missing:
+            groups.setdefault(grid.coded_shape(i, package.padding_multiple), []).append(i)
+        results = await asyncio.gather(*(
+            self._gather(("decode", header.model_id, shape), [
+                (bitstream.tile_payload(data, header, i), header.quality, _size(grid.rect(i))) for i in members
+            ])
+            for shape, members in groups.items()
+        ))
+        fresh = {i: array for members, arrays in zip(groups.values(), results) for i, array in zip(members, arrays)}
+        await self.cache.set_many({keys[i]: array.tobytes() for i, array in fresh.items()})
+        return tiles | fresh
+
+
+def _crop(rgb: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = rect
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
+
+
+def _size(rect: tuple[int, int, int, int]) -> tuple[int, int]:
+    return rect[3] - rect[1], rect[2] - rect[0]

@@ -1,0 +1,220 @@
+"""The HTTP service for real: uvicorn over HTTP (httpx), a real redis-server, real worker processes."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.codec.codec import psnr
+from tests.conftest import KODIM01, png_bytes
+from tests.service_harness import RedisServer, ServiceProcess
+from tests.test_codec import png_claiming
+
+LIC = {"Content-Type": "application/vnd.lic"}
+PNG = {"Content-Type": "image/png"}
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def service(redis_server):
+    process = ServiceProcess(LIC_REDIS_URL=redis_server.url, LIC_REDIS_RETRY_S="0.3", LIC_MAX_QUEUE_DELAY_MS="30").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def strict():
+    """API keys, small limits and a tiny queue."""
+    process = ServiceProcess(LIC_API_KEYS="k1,k2", LIC_MAX_BODY_BYTES="200000", LIC_MAX_PIXELS="1000000",
+                             LIC_MAX_QUEUE_TILES="1", LIC_TILE="128").start()
+    yield process
+    process.stop()
+
+
+def noisy_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([128 + 100 * np.sin(xx / 37 + seed), 128 + 100 * np.cos(yy / 23), (xx + yy) % 256], axis=-1)
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+def roundtrip(client: httpx.Client, image_bytes: bytes, **params) -> tuple[httpx.Response, np.ndarray]:
+    compressed = client.post("/compress", content=image_bytes, headers=PNG, params=params)
+    assert compressed.status_code == 200, compressed.text
+    out = client.post("/decompress", content=compressed.content, headers=LIC)
+    assert out.status_code == 200, out.text
+    return compressed, np.asarray(Image.open(io.BytesIO(out.content)))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (17, 33), (512, 768)])
+def test_roundtrip_sizes(service, shape):
+    image = np.asarray(Image.open(KODIM01).convert("RGB"))[: shape[0], : shape[1]]
+    with service.client() as client:
+        compressed, out = roundtrip(client, png_bytes(np.ascontiguousarray(image)), quality=5)
+    assert out.shape == image.shape
+    bpp = float(compressed.headers["x-lic-bpp"])
+    assert bpp == pytest.approx(len(compressed.content) * 8 / (shape[0] * shape[1]), rel=1e-4)
+    if shape[0] > 100:
+        assert psnr(image, out) > 26
+
+
+def test_large_image_4000x3000(service):
+    image = noisy_image(3000, 4000)
+    with service.client(timeout=600) as client:
+        compressed, out = roundtrip(client, png_bytes(image), quality=3)
+    assert out.shape == image.shape and int(compressed.headers["x-lic-tiles"]) == 48
+    assert psnr(image, out) > 25
+
+
+def test_multipart_and_target_bpp(service, kodim01_bytes):
+    with service.client() as client:
+        r = client.post("/compress", files={"file": ("k.png", kodim01_bytes, "image/png")}, params={"target_bpp": 0.5})
+    assert r.status_code == 200, r.text
+    assert len(r.content) * 8 / (768 * 512) == pytest.approx(0.5, rel=0.03)
+
+
+def test_concurrent_requests_are_batched_and_answered_separately(service, kodim01_rgb):
+    crops = [np.ascontiguousarray(kodim01_rgb[y : y + 256, x : x + 256]) for y in (0, 256) for x in (0, 256, 512)] * 2
+    before = service.metric("lic_batch_size_count", stage="encode"), service.metric("lic_batch_size_sum", stage="encode")
+
+    def one(i: int) -> np.ndarray:
+        with service.client() as client:
+            return roundtrip(client, png_bytes(crops[i]), quality=4 + (i % 3))[1]
+
+    with cf.ThreadPoolExecutor(len(crops)) as pool:
+        outputs = list(pool.map(one, range(len(crops))))
+    for i, out in enumerate(outputs):
+        scores = [psnr(c, out) for c in crops[:6]]
+        assert int(np.argmax(scores)) == i % 6  # each client got its own image back
+    batches = service.metric("lic_batch_size_count", stage="encode") - before[0]
+    tiles = service.metric("lic_batch_size_sum", stage="encode") - before[1]
+    assert tiles == len(crops) and batches < tiles  # some batch held more than one tile
+
+
+def test_repeated_and_overlapping_decodes_hit_the_cache(service, kodim01_bytes):
+    with service.client() as client:
+        data = client.post("/compress", content=kodim01_bytes, headers=PNG, params={"quality": 6, "tile": 256}).content
+        hits, misses = service.metric("lic_tile_cache_requests_total", result="hit"), service.metric("lic_tile_cache_requests_total", result="miss")
+        first = client.post("/decompress", content=data, headers=LIC, params={"region": "0,0,300,200"})
+        assert first.status_code == 200 and first.headers["x-lic-tiles-decoded"] == "2"
+        assert service.metric("lic_tile_cache_requests_total", result="miss") - misses == 2
+        second = client.post("/decompress", content=data, headers=LIC, params={"region": "200,0,400,200"})
+        assert service.metric("lic_tile_cache_requests_total", result="hit") - hits == 2  # tiles 0 and 1 again
+        assert service.metric("lic_tile_cache_requests_total", result="miss") - misses == 3  # only tile 2 is new
+        full = np.asarray(Image.open(io.BytesIO(client.post("/decompress", content=data, headers=LIC).content)))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(second.content))), full[0:200, 200:600])
+
+
+def test_redis_down_then_back(service, redis_server, kodim01_bytes):
+    with service.client() as client:
+        data = client.post("/compress", content=kodim01_bytes, headers=PNG, params={"quality": 2}).content
+        errors = service.metric("lic_tile_cache_requests_total", result="error")
+        redis_server.stop()
+        started = time.monotonic()
+        assert client.post("/decompress", content=data, headers=LIC).status_code == 200
+        assert time.monotonic() - started < 30
+        assert service.metric("lic_tile_cache_requests_total", result="error") > errors
+        redis_server.start()
+        time.sleep(0.5)  # past LIC_REDIS_RETRY_S
+        client.post("/decompress", content=data, headers=LIC)  # fills the fresh Redis
+        hits = service.metric("lic_tile_cache_requests_total", result="hit")
+        assert client.post("/decompress", content=data, headers=LIC).status_code == 200
+        assert service.metric("lic_tile_cache_requests_total", result="hit") - hits == 2
+
+
+@pytest.mark.parametrize(
+    "path, kwargs, status",
+    [
+        ("/compress", {"params": {"quality": 9}}, 400),
+        ("/compress", {"params": {"quality": 2, "target_bpp": 1}}, 400),
+        ("/compress", {"params": {"tile": 100}}, 400),
+        ("/compress", {"params": {"model": "nope"}}, 400),
+        ("/compress", {"content": b"hello", "headers": {"Content-Type": "text/plain"}}, 415),
+        ("/compress", {"content": b"not really a png", "headers": PNG}, 422),
+        ("/compress", {"content": png_claiming(100_000, 100_000), "headers": PNG}, 413),
+        ("/compress", {"content": b"", "headers": PNG}, 400),
+        ("/decompress", {"content": b"\x89LIC garbage", "headers": LIC}, 422),
+        ("/decompress", {"content": png_bytes(np.zeros((4, 4, 3), np.uint8)), "headers": {"Content-Type": "image/png"}}, 415),
+        ("/decompress", {"content": b"x", "headers": {**LIC, "Accept": "text/html"}}, 406),
+        ("/decompress", {"content": b"x", "headers": LIC, "params": {"format": "bmp"}}, 400),
+    ],
+)
+def test_bad_input_gets_a_problem_response(service, kodim01_bytes, path, kwargs, status):
+    kwargs.setdefault("content", kodim01_bytes)
+    kwargs.setdefault("headers", PNG)
+    with service.client() as client:
+        r = client.post(path, **kwargs)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == status and body["detail"] and "Traceback" not in r.text
+
+
+def test_corrupted_and_truncated_bitstreams(service, kodim01_bytes):
+    with service.client() as client:
+        data = client.post("/compress", content=kodim01_bytes, headers=PNG, params={"quality": 3}).content
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x10
+        for bad in (bytes(flipped), data[: len(data) // 2], data + b"\0"):
+            r = client.post("/decompress", content=bad, headers=LIC)
+            assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+        r = client.post("/decompress", content=data, headers=LIC, params={"region": "700,500,100,100"})
+        assert r.status_code == 400
+
+
+def test_api_keys_limits_and_backpressure(strict, kodim01_bytes):
+    small = png_bytes(np.asarray(Image.open(KODIM01).convert("RGB"))[:100, :120].copy())
+    with strict.client() as client:
+        assert client.post("/compress", content=small, headers=PNG).status_code == 401
+        assert client.post("/compress", content=small, headers={**PNG, "Authorization": "Bearer nope"}).status_code == 403
+        auth = {"Authorization": "Bearer k2"}
+        assert client.post("/compress", content=small, headers={**PNG, **auth}).status_code == 200
+        r = client.post("/compress", content=kodim01_bytes, headers={**PNG, **auth})
+        assert r.status_code == 413  # body larger than LIC_MAX_BODY_BYTES
+        r = client.post("/compress", content=png_bytes(noisy_image(300, 300)), headers={**PNG, **auth})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"  # 9 tiles > LIC_MAX_QUEUE_TILES
+        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+def test_models_metrics_and_docs(service):
+    with service.client() as client:
+        models = client.get("/models").json()
+        assert any(m["default"] and m["architecture"] == "mean-scale" for m in models)
+        text = client.get("/metrics").text
+        assert client.get("/openapi.json").status_code == 200
+    for name in ("lic_requests_total", "lic_request_duration_seconds_bucket", "lic_queue_wait_seconds_bucket", "lic_batch_size_bucket",
+                 "lic_inference_seconds_bucket", "lic_entropy_coding_seconds_bucket", "lic_bits_per_pixel_bucket",
+                 "lic_request_bytes_total", "lic_response_bytes_total", "lic_pixels_total", "lic_tile_cache_requests_total",
+                 "lic_queue_depth_tiles", "lic_in_flight_requests", "lic_workers"):
+        assert name in text, name
+
+
+def test_sigterm_finishes_in_flight_requests(kodim01_bytes):
+    process = ServiceProcess(LIC_DRAIN_SECONDS="1").start()
+    image = png_bytes(noisy_image(1024, 1536, seed=3))
+
+    def compress() -> int:
+        with process.client() as client:
+            return client.post("/compress", content=image, headers=PNG, params={"quality": 4}).status_code
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(compress) for _ in range(4)]
+        time.sleep(1.0)
+        process.terminate()
+        time.sleep(0.3)
+        assert httpx.get(f"{process.url}/readyz", timeout=5).status_code == 503  # draining
+        assert [f.result() for f in futures] == [200] * 4
+    # uvicorn re-raises the captured SIGTERM once shut down, so the exit status is -SIGTERM.
+    assert process.process.wait(60) in (0, -15)
+    assert "Application shutdown complete" in process.stop()
