@@ -26,9 +26,13 @@ run: $(VENV)/.runtime
 	$(VENV)/bin/lic roundtrip tests/data/kodim01.png --quality 2 6
 	$(VENV)/bin/lic serve --port $${LIC_PORT:-8000}
 
-# Tests start their own redis-server on a free port; install Debian's package if it is missing.
+# Tests start their own redis-server and prometheus on free ports; Debian's packages are installed if missing.
+# (The deploy checks also use kubectl's built-in kustomize.)
+SERVERS := redis-server prometheus
 test: $(VENV)/.test
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get install -y -qq redis-server || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }; }
+	@missing=""; for b in $(SERVERS); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get install -y -qq $$missing || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; }; fi
 	$(PY) -m pytest
 
 clean:

@@ -17,7 +17,7 @@ from service.core.metrics import Metrics
 from service.engine.engine import Engine
 
 access_log = logging.getLogger("lic.access")
-ENDPOINTS = {"/compress", "/decompress", "/models", "/healthz", "/readyz", "/metrics"}
+ENDPOINTS = {"compress", "decompress", "models", "healthz", "readyz", "metrics"}  # the endpoint label's values, plus "other"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,10 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
-            endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
+            endpoint = request.url.path.strip("/") if request.url.path.strip("/") in ENDPOINTS else "other"
             metrics.requests.labels(endpoint, str(status)).inc()
             metrics.request_duration.labels(endpoint).observe(elapsed)
-            if endpoint not in ("/metrics", "/healthz", "/readyz"):
+            if endpoint not in ("metrics", "healthz", "readyz"):
                 access_log.info(json.dumps({
                     "ts": round(time.time(), 3), "id": request.headers.get("x-request-id") or uuid.uuid4().hex[:16],
                     "method": request.method, "path": request.url.path, "query": request.url.query, "status": status,

@@ -111,3 +111,44 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         return self.output()
+
+
+class PrometheusServer:
+    """Debian's prometheus binary scraping the given targets every second, in a temporary directory."""
+
+    def __init__(self, targets: list[str], workdir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        config = workdir / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n  - job_name: lic\n    static_configs:\n      - targets: [" + ", ".join(f'"{t}"' for t in targets) + "]\n"
+        )
+        self.config = config
+
+    def start(self) -> "PrometheusServer":
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus is not installed (make test installs Debian's package)"
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("prometheus did not start")
+
+    def query(self, expr: str) -> list:
+        r = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        r.raise_for_status()
+        return r.json()["data"]["result"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)

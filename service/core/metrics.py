@@ -31,5 +31,6 @@ class Metrics:
         self.in_flight = Gauge("lic_in_flight_requests", "requests being processed", registry=r)
         self.workers = Gauge("lic_workers", "inference worker processes", ["device"], registry=r)
         self.rejected = Counter("lic_rejected_requests_total", "requests refused before processing", ["reason"], registry=r)
-        for result in ("hit", "miss", "error"):
+        for result in ("hit", "miss", "error"):  # series exist (at 0) before the first event
             self.cache.labels(result)
+        self.rejected.labels("queue_full")
