@@ -18,7 +18,7 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 
 # Tests also need torch (export, PyTorch-eager cross checks) and pytest.
 $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e '.[train,bench,test]'
+	$(PIP) -e '.[train,bench,load,test]'
 	touch $@ $(VENV)/.runtime
 
 # The embedded default: one process, CPU, in-process tile cache. Settings: LIC_* environment variables.
