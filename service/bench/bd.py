@@ -20,22 +20,21 @@ def _integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float, method: str) -
     return float(np.polyval(poly, hi) - np.polyval(poly, lo))
 
 
-def bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr, method: str = "pchip") -> float:
-    """Percent bitrate change of ``test`` against ``anchor`` at equal PSNR."""
-    a_r, a_p = np.log(np.asarray(anchor_rate, float)), np.asarray(anchor_psnr, float)
-    t_r, t_p = np.log(np.asarray(test_rate, float)), np.asarray(test_psnr, float)
-    lo, hi = max(a_p.min(), t_p.min()), min(a_p.max(), t_p.max())
+def _overlap_delta(anchor_x, anchor_y, test_x, test_y, method: str) -> float:
+    """Mean difference of y(x) between the two curves over their common x range (nan without overlap)."""
+    a_x, a_y, t_x, t_y = (np.asarray(v, float) for v in (anchor_x, anchor_y, test_x, test_y))
+    lo, hi = max(a_x.min(), t_x.min()), min(a_x.max(), t_x.max())
     if hi <= lo:
         return float("nan")
-    diff = (_integral(t_p, t_r, lo, hi, method) - _integral(a_p, a_r, lo, hi, method)) / (hi - lo)
+    return (_integral(t_x, t_y, lo, hi, method) - _integral(a_x, a_y, lo, hi, method)) / (hi - lo)
+
+
+def bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr, method: str = "pchip") -> float:
+    """Percent bitrate change of ``test`` against ``anchor`` at equal PSNR."""
+    diff = _overlap_delta(anchor_psnr, np.log(anchor_rate), test_psnr, np.log(test_rate), method)
     return 100.0 * (np.exp(diff) - 1.0)
 
 
 def bd_psnr(anchor_rate, anchor_psnr, test_rate, test_psnr, method: str = "pchip") -> float:
     """dB PSNR change of ``test`` against ``anchor`` at equal rate."""
-    a_r, a_p = np.log(np.asarray(anchor_rate, float)), np.asarray(anchor_psnr, float)
-    t_r, t_p = np.log(np.asarray(test_rate, float)), np.asarray(test_psnr, float)
-    lo, hi = max(a_r.min(), t_r.min()), min(a_r.max(), t_r.max())
-    if hi <= lo:
-        return float("nan")
-    return (_integral(t_r, t_p, lo, hi, method) - _integral(a_r, a_p, lo, hi, method)) / (hi - lo)
+    return _overlap_delta(np.log(anchor_rate), anchor_psnr, np.log(test_rate), test_psnr, method)
