@@ -28,7 +28,7 @@ Progress = Callable[[int], None]
 
 
 def default_deblock(quality: float) -> int:
-    """Seam smoothing radius: tile seams show at low rates only (measured in benchmarks/tiling.json)."""
+    """Seam smoothing radius: tile seams show at low rates only (measured in benchmarks/kodak_core.json)."""
     return 4 if quality < 3 else 2 if quality < 5 else 0
 
 
@@ -111,6 +111,9 @@ class Codec:
                 progress(len(chunk))
         timings["analysis"] = time.perf_counter() - t
 
+        def radius_for(q: float) -> int:
+            return default_deblock(q) if deblock_radius is None else deblock_radius
+
         def encode_at(q: float) -> tuple[CompressResult, list]:
             q = bitstream.quality_code(q) / 1000  # exactly what the decoder will read
             payloads: list[bytes] = [b""] * grid.count
@@ -120,8 +123,7 @@ class Codec:
                 latents.append(decoded)
                 for i, p in zip(chunk, chunk_payloads):
                     payloads[i] = p
-            radius = default_deblock(q) if deblock_radius is None else deblock_radius
-            header = bitstream.Header(model, coder.package.fingerprint, q, width, height, planes.mode, tile, radius)
+            header = bitstream.Header(model, coder.package.fingerprint, q, width, height, planes.mode, tile, radius_for(q))
             data = bitstream.pack(header, payloads, alpha)
             return CompressResult(data, model, q, width, height, grid.count), latents
 
@@ -130,7 +132,7 @@ class Codec:
             result, _ = self._bisect(encode_at, lambda r, _: r.bpp, target_bpp, RATE_TOLERANCE)
         elif target_psnr is not None:
             def measured_psnr(r: CompressResult, latents: list) -> float:
-                recon = self._assemble_from_latents(coder, grid, groups, latents, r.quality, default_deblock(r.quality) if deblock_radius is None else deblock_radius)
+                recon = self._assemble_from_latents(coder, grid, groups, latents, r.quality, radius_for(r.quality))
                 r.psnr = psnr(planes.rgb, recon)
                 return r.psnr
 
@@ -204,7 +206,6 @@ class Codec:
 
     def decompress(self, data: bytes, region: tuple[int, int, int, int] | None = None, progress: Progress | None = None) -> Image.Image:
         header = bitstream.parse(data)
-        self.checked_coder(header)
         plan = plan_region(header, region)
         tiles = self.decode_tiles(data, header, plan.tiles, progress)
         return assemble(data, header, plan, tiles)
