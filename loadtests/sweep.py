@@ -75,6 +75,7 @@ def measure_level(url: str, params: dict, images: list[bytes], concurrency: int,
         "concurrency": concurrency, "windows": len(windows), "stable": bool(a > 0 and abs(a - b) / a <= 0.10),
         "requests_per_s": done / seconds, "megapixels_per_s": done * PIXELS / 1e6 / seconds,
         "p50_ms": float(np.percentile(lat, 50)) if done else None, "p90_ms": float(np.percentile(lat, 90)) if done else None,
+        "p95_ms": float(np.percentile(lat, 95)) if done else None,
         "p99_ms": float(np.percentile(lat, 99)) if done else None, "error_rate": errors / max(1, errors + done),
     }
     if metric:
