@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.codec.errors import ImageError, LimitError
+from service.codec.errors import BitstreamError, ImageError, LimitError
 
 Image.MAX_IMAGE_PIXELS = None  # we enforce our own, configurable limit below
 OUTPUT_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG"}
@@ -39,8 +39,6 @@ def read_image(source: bytes | str, max_pixels: int) -> Planes:
             im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"cannot read image: {exc}") from exc
-    except FileNotFoundError as exc:  # pragma: no cover - OSError subclass, kept for the message
-        raise ImageError(str(exc)) from exc
     return to_planes(im)
 
 
@@ -71,8 +69,6 @@ def encode_alpha(alpha: np.ndarray) -> bytes:
 
 
 def decode_alpha(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    from service.codec.errors import BitstreamError
-
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.size != (shape[1], shape[0]) or im.mode != "L":
