@@ -75,8 +75,9 @@ async def image_from_request(request: Request, limit: int) -> bytes:
 
 
 async def until_done_or_disconnect(request: Request, work, timeout: float):
-    """Run ``work``; cancel it if the client goes away or the deadline passes."""
+    """Run ``work``; cancel it if the client goes away or the deadline passes; a full queue is a 503."""
     task = asyncio.ensure_future(work)
+    metrics = _state(request).metrics
 
     async def disconnected():
         while (await request.receive())["type"] != "http.disconnect":
@@ -88,7 +89,11 @@ async def until_done_or_disconnect(request: Request, work, timeout: float):
     finally:
         watch.cancel()
     if task in done:
-        return task.result()
+        try:
+            return task.result()
+        except QueueFull as exc:
+            metrics.rejected.labels("queue_full").inc()
+            raise Problem(503, "Service Unavailable", f"busy: {exc}", {"Retry-After": "1"}) from exc
     task.cancel()
     if watch in done:
         raise Problem(499, "Client Closed Request", "the client went away; its work was cancelled")
@@ -142,11 +147,7 @@ async def compress(
         data, q, psnr, _ = await engine.compress_image(model, planes, target_bpp, target_psnr, tile)
         return data, q, psnr
 
-    try:
-        data, q, psnr = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
-    except QueueFull as exc:
-        metrics.rejected.labels("queue_full").inc()
-        raise Problem(503, "Service Unavailable", f"busy: {exc}", {"Retry-After": "1"}) from exc
+    data, q, psnr = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
     bpp = len(data) * 8 / (width * height)
     metrics.bpp.labels(model, str(round(q))).observe(bpp)
     metrics.pixels.labels("compress").inc(width * height)
@@ -216,11 +217,7 @@ async def decompress(
         image = await asyncio.to_thread(assemble, data, header, plan, tiles)
         return await asyncio.to_thread(image_io.write_image, image, fmt)
 
-    try:
-        encoded = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
-    except QueueFull as exc:
-        metrics.rejected.labels("queue_full").inc()
-        raise Problem(503, "Service Unavailable", f"busy: {exc}", {"Retry-After": "1"}) from exc
+    encoded = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
     metrics.pixels.labels("decompress").inc(width * height)
     metrics.bytes_out.labels("decompress").inc(len(encoded))
     headers = {"X-LIC-Model": header.model_id, "X-LIC-Width": str(width), "X-LIC-Height": str(height), "X-LIC-Tiles-Decoded": str(len(plan.tiles))}

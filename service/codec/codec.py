@@ -144,10 +144,7 @@ class Codec:
 
     def _shape_groups(self, grid: TileGrid, multiple: int, indices: list[int] | None = None) -> Iterator[tuple[tuple[int, int], list[int]]]:
         """Tiles grouped by coded shape, in chunks of at most ``batch``."""
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for i in indices if indices is not None else range(grid.count):
-            by_shape.setdefault(grid.coded_shape(i, multiple), []).append(i)
-        for shape, members in by_shape.items():
+        for shape, members in grid.by_shape(multiple, indices).items():
             for k in range(0, len(members), self.batch):
                 yield shape, members[k : k + self.batch]
 

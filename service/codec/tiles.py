@@ -43,6 +43,13 @@ class TileGrid:
         x0, y0, x1, y1 = self.rect(index)
         return -(-(y1 - y0) // multiple) * multiple, -(-(x1 - x0) // multiple) * multiple
 
+    def by_shape(self, multiple: int, indices: list[int] | None = None) -> dict[tuple[int, int], list[int]]:
+        """Tile indices grouped by coded shape (what can share one inference batch)."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in indices if indices is not None else range(self.count):
+            groups.setdefault(self.coded_shape(i, multiple), []).append(i)
+        return groups
+
     def covering(self, x0: int, y0: int, x1: int, y1: int) -> list[int]:
         """Tiles intersecting the half-open box, in raster order."""
         x0, y0 = max(0, x0), max(0, y0)

@@ -82,9 +82,7 @@ class Engine:
 
     # ------------------------------------------------------------ operations
     async def encode(self, model: str, package: ModelPackage, planes: Planes, grid, quality: float) -> list[bytes]:
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i in range(grid.count):
-            groups.setdefault(grid.coded_shape(i, package.padding_multiple), []).append(i)
+        groups = grid.by_shape(package.padding_multiple)
         payloads: list[bytes] = [b""] * grid.count
         results = await asyncio.gather(*(
             self._gather(("encode", model, shape), [(_crop(planes.rgb, grid.rect(i)), quality) for i in members])
@@ -113,9 +111,7 @@ class Engine:
         self.metrics.cache.labels("hit").inc(len(tiles))
         missing = [i for i in plan.tiles if i not in tiles]
         self.metrics.cache.labels("miss").inc(len(missing))
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i in missing:
-            groups.setdefault(grid.coded_shape(i, package.padding_multiple), []).append(i)
+        groups = grid.by_shape(package.padding_multiple, missing)
         results = await asyncio.gather(*(
             self._gather(("decode", header.model_id, shape), [
                 (bitstream.tile_payload(data, header, i), header.quality, _size(grid.rect(i))) for i in members

@@ -15,6 +15,7 @@ from service.codec import Codec
 from service.codec.backend import OnnxBackend
 from service.codec.codec import tile_array
 from service.codec.image_io import Planes
+from service.codec.tiles import extract
 
 _codec: Codec | None = None
 _device = "cpu"
@@ -54,16 +55,11 @@ def ping() -> tuple[int, str]:
     return os.getpid(), _device
 
 
-def _pad(tile: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    padded = np.pad(tile, ((0, shape[0] - tile.shape[0]), (0, shape[1] - tile.shape[1]), (0, 0)), mode="edge")
-    return padded.transpose(2, 0, 1).astype(np.float32) / 255.0
-
-
 def encode_tiles(model: str, shape: tuple[int, int], tiles: list[np.ndarray], qualities: list[float]) -> tuple[list[bytes], dict]:
     """uint8 tiles (h, w, 3), each at most ``shape`` -> one payload per tile, and stage timings."""
     coder = _codec.coder(model)
     t0 = time.perf_counter()
-    y = coder.analyze(np.stack([_pad(t, shape) for t in tiles]))
+    y = coder.analyze(np.stack([extract(t, (0, 0, t.shape[1], t.shape[0]), shape) for t in tiles]))
     t1 = time.perf_counter()
     payloads, _ = coder.encode(y, np.asarray(qualities))
     return payloads, {"analysis": t1 - t0, "entropy_encode": time.perf_counter() - t1}
