@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder of training images")
     p.add_argument("--eval-dir", help="folder of evaluation images (Kodak)")
     p.add_argument("--run", required=True, help="run directory (checkpoints, logs); resumes if it exists")
-    p.add_argument("--init-from", help="warm start from a checkpoint's weights (when the run is new)")
+    p.add_argument("--init-from", help="warm start from a checkpoint (when the run is new): every tensor whose name and shape match")
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -89,6 +89,15 @@ def evaluate(model: VariableRateCodec, folder: str, qualities: list[float]) -> l
     return [{"quality": q, **v} for q, v in results.items()]
 
 
+def warm_start(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> int:
+    """Copy every tensor whose name and shape match, so another architecture can start from
+    trained transforms (e.g. coarse2fine from mean-scale's g_a/g_s); returns how many were copied."""
+    own = model.state_dict()
+    matched = {k: v.float() for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    return len(matched)
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -115,8 +124,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"resumed {state_path} at step {step} ({elapsed / 3600:.2f} h trained)")
     elif args.init_from:
         state = torch.load(args.init_from, map_location=device, weights_only=False)
-        model.load_state_dict({k: v.float() for k, v in state["model"].items()})
-        print(f"warm start from {args.init_from} (its step {state.get('step')})")
+        loaded = warm_start(model, state["model"])
+        print(f"warm start from {args.init_from} (its step {state.get('step')}): {loaded}/{len(model.state_dict())} tensors")
 
     pool = PatchPool(args.data, args.patch, args.per_image, args.seed, run_dir.parent / ".cache")
     rng = np.random.default_rng(args.seed + step)

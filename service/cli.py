@@ -158,7 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TORCH_COMMANDS = {"train": "train a model (torch extra; lic train --help)", "export": "export a checkpoint to a model package (torch extra)"}
-PASSTHROUGH = {"serve": "run the HTTP service (lic serve --help)", **TORCH_COMMANDS}
+PASSTHROUGH = {
+    "serve": "run the HTTP service (lic serve --help)",
+    "bench": "rate-distortion and speed benchmark against JPEG, WebP, AVIF, JPEG XL, JPEG 2000 (bench extra)",
+    **TORCH_COMMANDS,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         from service.server import main as serve
 
         serve(argv[1:])
+        return 0
+    if argv and argv[0] == "bench":
+        try:
+            from service.bench.suite import main as bench
+        except ImportError as exc:
+            raise SystemExit(f"lic bench: needs the bench extra (pip install -e '.[bench]'): {exc}")
+        bench(argv[1:])
         return 0
     if argv and argv[0] in TORCH_COMMANDS:
         _torch_command(argv[0], argv[1:])

@@ -1,0 +1,88 @@
+"""Side-by-side speed of every codec in one run on the same images: encode and decode ms per image
+and megapixels per second, best of a few repeats after a warm-up (these machines are noisy; compare
+ratios within one run). Learned models run through onnxruntime, as served, and, where the training
+extra is installed, through PyTorch eager from the released checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from service.bench.codecs import BenchCodec
+from service.bench.runner import BenchImage
+from service.codec import Codec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def mid_setting(codec: BenchCodec) -> float:
+    """A mid-rate operating point: learned quality 4, the middle of a classical sweep."""
+    return 4.0 if codec.learned else codec.settings[len(codec.settings) // 2]
+
+
+def torch_eager(model_id: str, zoo: Path | None = None) -> BenchCodec | None:
+    """The same model in PyTorch eager (None without torch or the released checkpoint)."""
+    checkpoint = REPO / "models" / "checkpoints" / f"{model_id}.pt"
+    try:
+        from models.export import load_checkpoint
+        from models.torch_backend import TorchBackend
+    except ImportError:
+        return None
+    if not checkpoint.exists():
+        return None
+    model, _ = load_checkpoint(checkpoint)
+    codec = Codec(backend_factory=lambda package: TorchBackend(model), zoo=zoo)
+    return BenchCodec(
+        f"{model_id} (PyTorch eager)", "torch", [4.0],
+        lambda image, q: codec.compress(image, model=model_id, quality=q).data,
+        lambda data: np.asarray(codec.decompress(data).convert("RGB")),
+        learned=True,
+    )
+
+
+def _best(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def measure_speed(codecs: list[BenchCodec], images: list[BenchImage], repeats: int = 3) -> list[dict]:
+    rows = []
+    for codec in codecs:
+        setting = mid_setting(codec)
+        sources = [Image.fromarray(im.rgb) for im in images]
+        codec.decode(codec.encode(sources[0], setting))  # warm-up: sessions, caches, lazy imports
+        enc = dec = bits = 0.0
+        for image, source in zip(images, sources):
+            t_enc, data = _best(lambda: codec.encode(source, setting), repeats)
+            t_dec, _ = _best(lambda: codec.decode(data), repeats)
+            enc, dec, bits = enc + t_enc, dec + t_dec, bits + len(data) * 8 / image.pixels
+        n, megapixels = len(images), sum(im.pixels for im in images) / 1e6
+        rows.append({
+            "codec": codec.name, "setting": setting, "bpp": bits / n,
+            "encode_ms": 1000 * enc / n, "decode_ms": 1000 * dec / n,
+            "encode_mp_s": megapixels / enc, "decode_mp_s": megapixels / dec,
+        })
+    return rows
+
+
+def machine() -> str:
+    import onnxruntime
+
+    return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}, onnxruntime {onnxruntime.__version__}"
+
+
+def speed_markdown(rows: list[dict]) -> str:
+    lines = ["| codec | setting | bpp | encode ms | decode ms | encode MP/s | decode MP/s |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['codec']} | {r['setting']:g} | {r['bpp']:.3f} | {r['encode_ms']:.0f} | {r['decode_ms']:.0f} | "
+                     f"{r['encode_mp_s']:.2f} | {r['decode_mp_s']:.2f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,131 @@
+"""``lic bench``: real codecs on real images, metrics that agree with the training loss, caching that
+recomputes only what changed, and the files a reader gets (JSON, CSV, markdown, plot)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.bench import runner
+from service.bench.codecs import classical_codecs
+from service.bench.quality import ms_ssim
+from service.bench.suite import benchmark
+from service.codec.zoo import DEFAULT_MODEL
+
+from .conftest import KODIM01
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> Path:
+    """Two Kodak crops of different shapes (large enough for five MS-SSIM scales)."""
+    folder = tmp_path_factory.mktemp("images")
+    image = Image.open(KODIM01).convert("RGB")
+    image.crop((0, 0, 256, 192)).save(folder / "a.png")
+    image.crop((300, 200, 492, 448)).save(folder / "b.png")
+    return folder
+
+
+def test_ms_ssim_agrees_with_the_training_metric(kodim01_rgb):
+    torch = pytest.importorskip("torch")
+    from models.ms_ssim import ms_ssim as torch_ms_ssim
+
+    rng = np.random.default_rng(0)
+    reference = kodim01_rgb[:256, :320]
+    noisy = np.clip(reference + rng.normal(0, 12, reference.shape), 0, 255).astype(np.uint8)
+
+    def as_tensor(a):
+        return torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255
+
+    expected = float(torch_ms_ssim(as_tensor(reference), as_tensor(noisy)))
+    assert ms_ssim(reference, noisy) == pytest.approx(expected, abs=1e-5)
+    assert 0.8 < ms_ssim(reference, noisy) < 0.99
+    assert ms_ssim(reference, reference) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        ms_ssim(reference, noisy[:-1])
+
+
+def test_cache_recomputes_only_what_changed(tmp_path, crops):
+    images = runner.load_images(crops)
+    jpeg = classical_codecs()["JPEG 4:2:0"]
+    jpeg = dataclasses.replace(jpeg, settings=[30, 70])
+    cache = tmp_path / "cache"
+    first = runner.run([jpeg], images, cache, progress=False)
+    lines = runner.cache_path(cache, jpeg).read_text().splitlines()
+    assert len(first) == len(lines) == 4
+
+    again = runner.run([jpeg], images, cache, progress=False)
+    assert again == first and runner.cache_path(cache, jpeg).read_text().splitlines() == lines
+
+    more = runner.run([dataclasses.replace(jpeg, settings=[30, 70, 90])], images, cache, progress=False)
+    assert len(more) == 6 and len(runner.cache_path(cache, jpeg).read_text().splitlines()) == 6
+
+    upgraded = dataclasses.replace(jpeg, version=jpeg.version + " (new build)")
+    runner.run([upgraded], images, cache, progress=False)  # a new library version is measured again
+    rows = [json.loads(line) for line in runner.cache_path(cache, jpeg).read_text().splitlines()]
+    assert len(rows) == 4 and {r["version"] for r in rows} == {upgraded.version}
+
+
+def test_a_codec_that_decodes_the_wrong_size_is_refused(crops):
+    image = runner.load_images(crops)[0]
+    jpeg = classical_codecs()["JPEG 4:2:0"]
+    broken = dataclasses.replace(jpeg, decode=lambda data: jpeg.decode(data)[:-1])
+    with pytest.raises(RuntimeError, match="decoded"):
+        runner.measure(broken, image, 50)
+
+
+def test_benchmark_measures_learned_and_classical_codecs(tmp_path, crops):
+    names = ["JPEG 4:2:0", "WebP", "AVIF", DEFAULT_MODEL]
+    results = benchmark(crops, tmp_path / "out", tmp_path / "cache", codec_names=names,
+                        anchors=Path(__file__).resolve().parents[1] / "benchmarks" / "anchors",
+                        speed_images=1, repeats=1, progress=False)
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"results.json", "rows.csv", "report.md", "rd.png"}
+    assert json.loads((out / "results.json").read_text())["bd"] == json.loads(json.dumps(results["bd"]))
+
+    with (out / "rows.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    settings = {name: len(classical_codecs()[name].settings) for name in names[:3]} | {DEFAULT_MODEL: 8}
+    assert len(rows) == 2 * sum(settings.values())
+    for row in rows:
+        pixels = int(row["width"]) * int(row["height"])
+        assert float(row["bpp"]) == pytest.approx(int(row["bytes"]) * 8 / pixels)
+        assert 15 < float(row["psnr"]) < 60 and 0.5 < float(row["ms_ssim"]) <= 1
+
+    curves = results["curves"]
+    for name in names:  # higher settings spend more bits and buy quality
+        by_setting = sorted(curves[name], key=lambda p: p["setting"])
+        assert all(a["bpp"] < b["bpp"] for a, b in zip(by_setting, by_setting[1:]))
+        assert by_setting[-1]["psnr"] > by_setting[0]["psnr"] + 3
+    bd = results["bd"]
+    assert bd["AVIF"]["JPEG 4:2:0"]["bd_rate_pchip"] < -20  # the modern codec wins, as everywhere
+    assert bd["JPEG 4:2:0"]["AVIF"]["bd_rate_pchip"] > 20
+    assert set(bd[DEFAULT_MODEL]) == {"JPEG 4:2:0", "WebP", "AVIF"}
+    assert "VTM" in results["references"] and "VTM" in bd
+
+    speed = {r["codec"]: r for r in results["speed"]["rows"]}
+    assert set(speed) >= set(names)
+    if f"{DEFAULT_MODEL} (PyTorch eager)" in speed:  # same bits from both backends
+        assert speed[f"{DEFAULT_MODEL} (PyTorch eager)"]["bpp"] == pytest.approx(speed[DEFAULT_MODEL]["bpp"])
+    assert all(r["encode_ms"] > 0 and r["decode_mp_s"] > 0 for r in speed.values())
+    report = (out / "report.md").read_text()
+    assert f"**{DEFAULT_MODEL}**" in report and "VTM (published)" in report and "## Speed" in report
+
+
+def test_lic_bench_command(tmp_path, crops):
+    lic = [sys.executable, "-m", "service.cli", "bench"]
+    done = subprocess.run(lic + [str(crops), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
+                                 "--codecs", "JPEG 4:2:0,JPEG 4:4:4", "--speed-images", "0", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| JPEG 4:4:4 |" in done.stdout and "(published)" not in done.stdout  # no Kodak anchors on other images
+    unknown = subprocess.run(lic + [str(crops), "--codecs", "GIF"], capture_output=True, text=True, timeout=120)
+    assert unknown.returncode != 0 and "unknown codecs ['GIF']" in unknown.stderr
+    missing = subprocess.run(lic + [str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "not a folder" in missing.stderr
