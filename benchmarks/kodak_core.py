@@ -12,7 +12,6 @@ Prints tables and writes benchmarks/kodak_core.json.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -25,12 +24,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.bench.bd import bd_psnr, bd_rate  # noqa: E402
+from service.bench.codecs import classical_codecs  # noqa: E402
 from service.codec import Codec  # noqa: E402
 from service.codec.codec import psnr  # noqa: E402
 from service.codec.zoo import DEFAULT_MODEL, load_model  # noqa: E402
 
 QUALITIES = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
-JPEG_QUALITIES = [5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95]
 SEAM = 512
 BAND = 2
 
@@ -64,16 +63,16 @@ def run_model(files: list[Path], tile: int, deblock: int | None) -> list[dict]:
 
 
 def run_jpeg(files: list[Path]) -> list[dict]:
+    """Pillow JPEG 4:2:0 over its quality sweep, as ``lic bench`` runs it."""
+    jpeg = classical_codecs()["JPEG 4:2:0"]
     rows = []
-    for q in JPEG_QUALITIES:
+    for q in jpeg.settings:
         bpp = dist = 0.0
         for path in files:
             ref = Image.open(path).convert("RGB")
-            buffer = io.BytesIO()
-            ref.save(buffer, format="JPEG", quality=q, subsampling="4:2:0")
-            out = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-            bpp += buffer.tell() * 8 / (ref.width * ref.height)
-            dist += psnr(np.asarray(ref), out)
+            data = jpeg.encode(ref, q)
+            bpp += len(data) * 8 / (ref.width * ref.height)
+            dist += psnr(np.asarray(ref), jpeg.decode(data))
         rows.append({"quality": q, "bpp": bpp / len(files), "psnr": dist / len(files)})
     return rows
 

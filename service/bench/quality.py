@@ -12,7 +12,7 @@ from scipy.ndimage import correlate1d
 
 from service.codec.codec import psnr
 
-__all__ = ["psnr", "ms_ssim"]
+__all__ = ["ms_ssim", "psnr"]
 
 WEIGHTS = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
 C1, C2 = 0.01**2, 0.03**2

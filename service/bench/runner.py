@@ -93,7 +93,7 @@ def run(codecs: list[BenchCodec], images: list[BenchImage], cache: Path, progres
     ]
     bar = tqdm(total=len(todo), desc="bench", unit="encode", disable=not progress or not todo, mininterval=2, dynamic_ncols=True)
     for codec, image, setting in todo:
-        bar.set_postfix_str(f"{codec.name} {setting:g}")
+        bar.set_postfix_str(f"{codec.name} {setting:g}", refresh=False)
         row = measure(codec, image, setting)
         known[codec.name][(image.sha256, setting)] = row
         with cache_path(cache, codec).open("a") as f:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,8 @@ def measure_speed(codecs: list[BenchCodec], images: list[BenchImage], repeats: i
         codec.decode(codec.encode(sources[0], setting))  # warm-up: sessions, caches, lazy imports
         enc = dec = bits = 0.0
         for image, source in zip(images, sources):
-            t_enc, data = _best(lambda: codec.encode(source, setting), repeats)
-            t_dec, _ = _best(lambda: codec.decode(data), repeats)
+            t_enc, data = _best(partial(codec.encode, source, setting), repeats)
+            t_dec, _ = _best(partial(codec.decode, data), repeats)
             enc, dec, bits = enc + t_enc, dec + t_dec, bits + len(data) * 8 / image.pixels
         n, megapixels = len(images), sum(im.pixels for im in images) / 1e6
         rows.append({
