@@ -145,6 +145,17 @@ def measure_kodak(model_id: str, folder: Path, qualities: list[float], zoo: Path
     return rows, per_image
 
 
+def warm_start_facts(path: str | None) -> dict | None:
+    """Steps and hours of the checkpoint a run warm-started from, so a manifest tells the total."""
+    if not path:
+        return None
+    source_path = Path(path) if Path(path).is_absolute() else REPO / path  # runs start in the repo root
+    if not source_path.exists():
+        return {"checkpoint": path}
+    source = torch.load(source_path, map_location="cpu", weights_only=False)
+    return {"checkpoint": path, "steps": source.get("step"), "hours": round((source.get("elapsed") or 0) / 3600, 2)}
+
+
 def export(checkpoint: str, model_id: str, zoo: Path, kodak: Path | None = None, version: str = "1",
            checkpoints: Path = REPO / "models" / "checkpoints") -> Path:
     model, state = load_checkpoint(checkpoint)
@@ -174,6 +185,7 @@ def export(checkpoint: str, model_id: str, zoo: Path, kodak: Path | None = None,
             "batch": args.get("batch"),
             "lr": args.get("lr"),
             "data": "shared/data/train (BSDS500, ImageNet sample, McMaster; 1,233 photos)",
+            "warm_start": warm_start_facts(args.get("init_from")),
         },
         "onnx": {"opset": 17, "max_abs_diff_vs_pytorch": tolerance},
         "files": files,
