@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.codec.zoo import DEFAULT_MODEL
 from tests.conftest import KODIM01
 
 LIC = [sys.executable, "-m", "service.cli"]
@@ -78,4 +79,4 @@ def test_usage_errors(tmp_path, args, code, message):
 
 def test_models_lists_the_shipped_model():
     printed = lic("models", "--verify").stdout
-    assert "ms-64-96 (default)" in printed and "mean-scale" in printed
+    assert f"{DEFAULT_MODEL} (default)" in printed and "mean-scale" in printed

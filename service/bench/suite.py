@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from service.bench import report, runner, speed
@@ -63,6 +64,7 @@ def benchmark(
 
     results = {
         "machine": speed.machine(),
+        "date": time.strftime("%Y-%m-%d"),
         "images": {"folder": str(images_dir), "count": len(images), "names": [im.name for im in images]},
         "codecs": {c.name: c.version for c in codecs},
         "bd_rate": "percent bitrate change at equal PSNR over the overlapping range, mean curves; "
@@ -75,7 +77,7 @@ def benchmark(
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     report.write_csv(rows, out / "rows.csv")
-    title = f"{Path(images_dir).name}: {len(images)} images, {results['machine']}"
+    title = f"{Path(images_dir).name}: {len(images)} images, {results['machine']}, {results['date']}"
     report.plot(curves, references, learned, out / "rd.png", title)
     text = (f"# Benchmark: {title}\n\n## Rate-distortion (BD-rate: PCHIP, cubic fit in brackets; negative is better)\n\n"
             + report.markdown(curves, references, bd, learned))
