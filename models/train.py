@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed"]
+        args.init_from = args.init_from or state["args"].get("init_from")  # the lineage survives resumes
         print(f"resumed {state_path} at step {step} ({elapsed / 3600:.2f} h trained)")
     elif args.init_from:
         state = torch.load(args.init_from, map_location=device, weights_only=False)
