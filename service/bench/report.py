@@ -113,18 +113,22 @@ def plot(curves: dict[str, list[dict]], references: dict[str, list[dict]], learn
     import matplotlib.pyplot as plt
 
     fig, (ax_psnr, ax_ms) = plt.subplots(1, 2, figsize=(15, 6.5))
+    names = list(references) + sorted(curves, key=lambda n: n in learned)
+    palette = plt.get_cmap("tab20").colors
+    color = {name: palette[i % len(palette)] for i, name in enumerate(names)}  # same colour in both panels
     max_bpp = max(p["bpp"] for pts in curves.values() for p in pts if p["bpp"] < 2.5)
     for name, pts in references.items():
         kept = [p for p in pts if p["bpp"] <= max_bpp * 1.05]
         for ax, key in ((ax_psnr, "psnr"), (ax_ms, "ms_ssim")):
             ys = [p[key] if key == "psnr" else -10 * math.log10(1 - p[key]) for p in kept if math.isfinite(p[key])]
             if ys:
-                ax.plot([p["bpp"] for p in kept if math.isfinite(p[key])], ys, "--", lw=1, alpha=0.6, label=f"{name} (published)")
+                ax.plot([p["bpp"] for p in kept if math.isfinite(p[key])], ys, "--", lw=1, alpha=0.6, color=color[name],
+                        label=f"{name} (published)")
     for name, pts in sorted(curves.items(), key=lambda kv: kv[0] in learned):
         style = {"lw": 2.4, "marker": "o", "ms": 4} if name in learned else {"lw": 1.3, "marker": ".", "ms": 5}
         for ax, key in ((ax_psnr, "psnr"), (ax_ms, "ms_ssim")):
             ys = [p[key] if key == "psnr" else -10 * math.log10(1 - p[key]) for p in pts]
-            ax.plot([p["bpp"] for p in pts], ys, label=name, **style)
+            ax.plot([p["bpp"] for p in pts], ys, label=name, color=color[name], **style)
     for ax, label in ((ax_psnr, "PSNR RGB (dB)"), (ax_ms, "MS-SSIM RGB (dB: -10 log10(1 - MS-SSIM))")):
         ax.set_xlim(0, max_bpp * 1.02)
         ax.set_xlabel("bits per pixel (file bytes)")
