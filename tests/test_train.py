@@ -36,3 +36,17 @@ def test_train_resume_and_export(tmp_path):
     assert manifest["training"]["steps"] == 4 and manifest["architecture"] == "mean-scale"
     assert manifest["onnx"]["max_abs_diff_vs_pytorch"]["h_s"] == 0.0
     assert max(manifest["onnx"]["max_abs_diff_vs_pytorch"].values()) < 1e-3
+
+
+def test_warm_start_copies_matching_tensors_across_architectures():
+    from models.architectures import build
+    from models.train import warm_start
+
+    source = build({"architecture": "mean-scale", "n": 16, "m": 24})
+    target = build({"architecture": "coarse2fine", "n": 16, "m": 24, "h2": 16, "h1": 8})
+    copied = warm_start(target, source.state_dict())
+    own = target.state_dict()
+    shared = [k for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape]
+    assert copied == len(shared) and any(k.startswith("g_a.") for k in shared)
+    assert all(torch.equal(own[k], source.state_dict()[k]) for k in shared)
+    assert not any(k.startswith(("h_a1.", "fuse.")) for k in shared)  # coarse2fine's own layers stay fresh
