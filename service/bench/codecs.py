@@ -84,6 +84,18 @@ def classical_codecs() -> dict[str, BenchCodec]:
     return codecs
 
 
+def learned_codec(codec: Codec, model_id: str, name: str, version: str, settings: list[float]) -> BenchCodec:
+    """One shipped model through ``codec`` (whose backend decides where the transforms run)."""
+
+    def encode(image: Image.Image, q: float) -> bytes:
+        return codec.compress(image, model=model_id, quality=q).data
+
+    def decode(data: bytes) -> np.ndarray:
+        return np.asarray(codec.decompress(data).convert("RGB"))
+
+    return BenchCodec(name, version, settings, encode, decode, learned=True)
+
+
 def learned_codecs(codec: Codec | None = None, models: list[str] | None = None) -> dict[str, BenchCodec]:
     """Shipped models at qualities 1..8 through the run time (onnxruntime)."""
     codec = codec or Codec()
@@ -92,12 +104,5 @@ def learned_codecs(codec: Codec | None = None, models: list[str] | None = None) 
         package = load_model(model_id, codec.zoo)
         qualities = package.manifest["qualities"]
         settings = [float(q) for q in range(int(qualities["min"]), int(qualities["max"]) + 1)]
-
-        def encode(image: Image.Image, q: float, model_id: str = model_id) -> bytes:
-            return codec.compress(image, model=model_id, quality=q).data
-
-        def decode(data: bytes) -> np.ndarray:
-            return np.asarray(codec.decompress(data).convert("RGB"))
-
-        out[model_id] = BenchCodec(model_id, package.manifest["fingerprint"], settings, encode, decode, learned=True)
+        out[model_id] = learned_codec(codec, model_id, model_id, package.manifest["fingerprint"], settings)
     return out

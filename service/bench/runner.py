@@ -75,11 +75,11 @@ def _cached(path: Path, codec: BenchCodec) -> dict[tuple[str, float], dict]:
     """Rows of this codec version; rows of other versions are dropped from the file."""
     if not path.exists():
         return {}
-    lines = path.read_text().splitlines()
-    current = [line for line in lines if json.loads(line)["version"] == codec.version]
-    if len(current) < len(lines):
-        path.write_text("".join(line + "\n" for line in current))
-    return {(row["sha256"], float(row["setting"])): row for row in map(json.loads, current)}
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    current = [row for row in rows if row["version"] == codec.version]
+    if len(current) < len(rows):
+        path.write_text("".join(json.dumps(row) + "\n" for row in current))
+    return {(row["sha256"], float(row["setting"])): row for row in current}
 
 
 def run(codecs: list[BenchCodec], images: list[BenchImage], cache: Path, progress: bool = True) -> list[dict]:

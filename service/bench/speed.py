@@ -11,10 +11,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from service.bench.codecs import BenchCodec
+from service.bench.codecs import BenchCodec, learned_codec
 from service.bench.runner import BenchImage
 from service.codec import Codec
 
@@ -38,12 +37,7 @@ def torch_eager(model_id: str, zoo: Path | None = None) -> BenchCodec | None:
         return None
     model, _ = load_checkpoint(checkpoint)
     codec = Codec(backend_factory=lambda package: TorchBackend(model), zoo=zoo)
-    return BenchCodec(
-        f"{model_id} (PyTorch eager)", "torch", [4.0],
-        lambda image, q: codec.compress(image, model=model_id, quality=q).data,
-        lambda data: np.asarray(codec.decompress(data).convert("RGB")),
-        learned=True,
-    )
+    return learned_codec(codec, model_id, f"{model_id} (PyTorch eager)", "torch", [4.0])
 
 
 def _best(fn, repeats: int) -> tuple[float, object]:
