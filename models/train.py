@@ -24,6 +24,7 @@ from tqdm import tqdm
 from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
 from models.data import PatchPool, image_files, load_rgb
 from models.ms_ssim import ms_ssim
+from models.warm_start import warm_start
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -89,15 +90,6 @@ def evaluate(model: VariableRateCodec, folder: str, qualities: list[float]) -> l
     return [{"quality": q, **v} for q, v in results.items()]
 
 
-def warm_start(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> int:
-    """Copy every tensor whose name and shape match, so another architecture can start from
-    trained transforms (e.g. coarse2fine from mean-scale's g_a/g_s); returns how many were copied."""
-    own = model.state_dict()
-    matched = {k: v.float() for k, v in source.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(matched, strict=False)
-    return len(matched)
-
-
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -125,8 +117,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"resumed {state_path} at step {step} ({elapsed / 3600:.2f} h trained)")
     elif args.init_from:
         state = torch.load(args.init_from, map_location=device, weights_only=False)
-        loaded = warm_start(model, state["model"])
-        print(f"warm start from {args.init_from} (its step {state.get('step')}): {loaded}/{len(model.state_dict())} tensors")
+        copied, widened = warm_start(model, state["model"], state.get("config"))
+        print(f"warm start from {args.init_from} (its step {state.get('step')}): {copied} tensors copied, {widened} widened, of {len(model.state_dict())}")
 
     pool = PatchPool(args.data, args.patch, args.per_image, args.seed, run_dir.parent / ".cache")
     rng = np.random.default_rng(args.seed + step)

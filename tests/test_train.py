@@ -40,13 +40,41 @@ def test_train_resume_and_export(tmp_path):
 
 def test_warm_start_copies_matching_tensors_across_architectures():
     from models.architectures import build
-    from models.train import warm_start
+    from models.warm_start import warm_start
 
     source = build({"architecture": "mean-scale", "n": 16, "m": 24})
     target = build({"architecture": "coarse2fine", "n": 16, "m": 24, "h2": 16, "h1": 8})
-    copied = warm_start(target, source.state_dict())
+    copied, widened = warm_start(target, source.state_dict(), source.config())
     own = target.state_dict()
     shared = [k for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape]
-    assert copied == len(shared) and any(k.startswith("g_a.") for k in shared)
+    assert widened == 0 and copied == len(shared) and any(k.startswith("g_a.") for k in shared)
     assert all(torch.equal(own[k], source.state_dict()[k]) for k in shared)
     assert not any(k.startswith(("h_a1.", "fuse.")) for k in shared)  # coarse2fine's own layers stay fresh
+
+
+def test_widening_the_latent_starts_as_the_narrow_model():
+    from models.architectures import build
+    from models.warm_start import warm_start
+
+    torch.manual_seed(0)
+    narrow = build({"architecture": "mean-scale", "n": 16, "m": 24}).eval()
+    wide = build({"architecture": "mean-scale", "n": 16, "m": 48}).eval()
+    copied, widened = warm_start(wide, narrow.state_dict(), narrow.config())
+    assert widened == 8 and copied + widened == len(narrow.state_dict())  # g_a out, h_a in, h_s head, g_s in, gains
+    head = wide.state_dict()["h_s.head.1.bias"]
+    assert torch.equal(head[48:72], narrow.state_dict()["h_s.head.1.bias"][24:])  # positions block lands on positions
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        a, b = narrow(x, torch.tensor([6.0]), noise=False), wide(x, torch.tensor([6.0]), noise=False)
+    assert torch.allclose(a["x_hat"], b["x_hat"], atol=2e-3)
+    assert abs(b["bits"].item() - a["bits"].item()) <= 0.01 * a["bits"].item() + 1.0
+
+
+def test_coarse2fine_is_not_widened():
+    from models.architectures import build
+    from models.warm_start import warm_start
+
+    narrow = build({"architecture": "coarse2fine", "n": 16, "m": 24, "h2": 16, "h1": 8})
+    wide = build({"architecture": "coarse2fine", "n": 16, "m": 48, "h2": 16, "h1": 8})
+    _, widened = warm_start(wide, narrow.state_dict(), narrow.config())
+    assert widened == 0
