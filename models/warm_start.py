@@ -6,10 +6,11 @@ Two cases, both common when CPU-hours are scarce:
   mean-scale's trained g_a/g_s), the rest stays freshly initialised;
 * a wider latent (m grows, e.g. 96 -> 192 channels): a tensor whose latent-sized dimensions grew is
   *widened*. The old channels are copied into the leading slice of each m-sized block (the hyper
-  head's [means | scale positions] are two blocks) and the new channels start at a tenth of their
-  fresh initialisation, so the wider model starts out as the narrow one: new latents near zero,
-  read with tiny weights, predicted with tiny scales (so they cost almost no bits), and it learns to
-  use them. Gain tables give the new channels the mean gain of the old ones at each quality.
+  head's [means | scale positions] are two blocks); the new channels keep their fresh
+  initialisation, and gain tables give them the mean gain of the old channels at each quality.
+  (New channels started near zero, so that the wide model began as the narrow one, stayed dead:
+  after 2,700 steps none of them ever rounded to a non-zero value. Carrying information needs both
+  a larger latent and a larger predicted scale, and neither gradient starts without the other.)
   Widening is defined for the hyperprior and mean-scale layouts (latent-sized dimensions are whole
   blocks of m channels); coarse2fine's pixel-shuffled and concatenated layers are not, so it only
   copies exact matches.
@@ -22,7 +23,6 @@ import torch
 
 from models.architectures import VariableRateCodec
 
-NEW_CHANNEL_SCALE = 0.1
 GAIN_TABLES = ("log_gain", "log_inverse_gain")
 WIDENABLE = ("hyperprior", "mean-scale")
 
@@ -42,7 +42,7 @@ def _widened(fresh: torch.Tensor, old: torch.Tensor, old_m: int, new_m: int, nam
     if name.split(".")[-1] in GAIN_TABLES:
         out = old.mean(dim=1, keepdim=True).expand_as(fresh).clone()
     else:
-        out = fresh * NEW_CHANNEL_SCALE
+        out = fresh.clone()
     for blocks in itertools.product(*per_dim):
         out[tuple(dst for _, dst in blocks)] = old[tuple(src for src, _ in blocks)]
     return out
