@@ -71,8 +71,9 @@ def main() -> None:
     for name in runs:
         rows = [r for r in table if r["run"] == name]
         if rows:
-            ax.plot([r["hours"] for r in rows], [r["bd_vs_JPEG 4:2:0"] for r in rows], "o-", label=f"{name} vs JPEG")
-            ax.plot([r["hours"] for r in rows], [r["bd_vs_WebP"] for r in rows], "s--", label=f"{name} vs WebP")
+            colour = plt.get_cmap("tab10")(list(runs).index(name) % 10)  # one colour per run: solid vs JPEG, dashed vs WebP
+            ax.plot([r["hours"] for r in rows], [r["bd_vs_JPEG 4:2:0"] for r in rows], "o-", color=colour, label=f"{name} vs JPEG")
+            ax.plot([r["hours"] for r in rows], [r["bd_vs_WebP"] for r in rows], "s--", color=colour, label=f"{name} vs WebP")
     ax.axhline(-50, color="grey", lw=0.8, ls=":", label="target vs JPEG")
     ax.axhline(-20, color="grey", lw=0.8, ls="-.", label="target vs WebP")
     ax.set_xlabel("cumulative training hours (2-core CPU)")
