@@ -26,11 +26,12 @@ sys.path.insert(0, str(ROOT))
 from models.data import image_files, load_rgb  # noqa: E402
 from models.export import load_checkpoint  # noqa: E402
 from service.bench.speed import machine  # noqa: E402
+from service.codec.codec import psnr  # noqa: E402
 
 
-def psnr8(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    mse = torch.mean((torch.round(x_hat.clamp(0, 1) * 255) / 255 - x) ** 2).item()
-    return 10 * np.log10(1 / mse)
+def psnr8(reference: np.ndarray, x_hat: torch.Tensor) -> float:
+    """PSNR of the 8-bit output, as the codec delivers it."""
+    return psnr(reference, np.clip(np.rint(x_hat[0].permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8))
 
 
 @torch.no_grad()
@@ -41,11 +42,12 @@ def ceiling(checkpoint: Path, files: list[Path], quality: float) -> dict:
     model.eval()
     coded, unquantised = [], []
     for path in files:
-        x = torch.from_numpy(load_rgb(path).copy()).permute(2, 0, 1)[None].float() / 255
-        coded.append(psnr8(x, model(x, torch.tensor([quality]), noise=False)["x_hat"]))
+        rgb = load_rgb(path)
+        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+        coded.append(psnr8(rgb, model(x, torch.tensor([quality]), noise=False)["x_hat"]))
         gain, inverse_gain = model.gains(torch.tensor([quality]))
         y = model.g_a(x) * gain
-        unquantised.append(psnr8(x, model.g_s(y * inverse_gain)))
+        unquantised.append(psnr8(rgb, model.g_s(y * inverse_gain)))
     return {"checkpoint": checkpoint.name, "quality": quality, "psnr_coded": float(np.mean(coded)),
             "psnr_unquantised": float(np.mean(unquantised))}
 

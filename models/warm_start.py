@@ -54,7 +54,7 @@ def warm_start(model: VariableRateCodec, source: dict[str, torch.Tensor], source
     Widening needs ``source_config`` (the checkpoint's config) for the old latent width."""
     own = model.state_dict()
     source_config = source_config or {}
-    same_layout = source_config.get("architecture") == model.architecture in WIDENABLE
+    same_layout = source_config.get("architecture") == model.architecture and model.architecture in WIDENABLE
     old_m, new_m = (source_config.get("m"), model.widths["m"]) if same_layout else (None, None)
     loaded: dict[str, torch.Tensor] = {}
     widened = 0
