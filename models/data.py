@@ -5,6 +5,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
@@ -31,6 +32,7 @@ class PatchPool:
     """
 
     def __init__(self, folder: str | Path, patch: int, per_image: int, seed: int, cache_dir: Path, min_scale: float = 0.5):
+        self.resident: torch.Tensor | None = None
         cache = cache_dir / f"patches-{Path(folder).name}-{patch}-{per_image}-{seed}.npy"
         if cache.exists():
             self.patches = np.load(cache, mmap_mode="r")
@@ -56,14 +58,20 @@ class PatchPool:
         np.save(cache.with_suffix(".tmp.npy"), self.patches)
         cache.with_suffix(".tmp.npy").rename(cache)
 
-    def batch(self, size: int, rng: np.random.Generator) -> np.ndarray:
-        """(B, 3, P, P) float32 in [0, 1], random flips and 90-degree rotations."""
-        idx = rng.integers(0, len(self.patches), size)
-        out = np.empty((size, 3, self.patches.shape[1], self.patches.shape[2]), dtype=np.float32)
-        for i, j in enumerate(idx):
-            p = self.patches[j]
-            if rng.random() < 0.5:
-                p = p[:, ::-1]
-            p = np.rot90(p, k=int(rng.integers(4)))
-            out[i] = p.transpose(2, 0, 1) / 255.0
-        return out
+    def keep_on(self, device: torch.device) -> None:
+        """Hold the whole pool on an accelerator, so a batch costs no host work or transfer."""
+        self.resident = torch.from_numpy(np.ascontiguousarray(self.patches)).to(device)
+
+    def batch(self, size: int, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
+        """(B, 3, P, P) float32 in [0, 1] on device, channels_last; one random flip and 90-degree
+        rotation per batch (the pool itself is random crops, so per-batch augmentation is enough)."""
+        idx = np.sort(rng.integers(0, len(self.patches), size))
+        if self.resident is not None:
+            x = self.resident[torch.from_numpy(idx).to(device)]
+        else:
+            x = torch.from_numpy(self.patches[idx]).to(device)
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        if rng.random() < 0.5:
+            x = x.flip(3)
+        x = torch.rot90(x, int(rng.integers(4)), dims=(2, 3))
+        return x.contiguous(memory_format=torch.channels_last)

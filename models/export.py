@@ -206,8 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--zoo", default=str(REPO / "models" / "zoo"))
     p.add_argument("--kodak", help="folder to measure bpp/PSNR per quality on (e.g. ../shared/data/kodak)")
     p.add_argument("--version", default="1")
+    p.add_argument("--checkpoints", default=str(REPO / "models" / "checkpoints"), help="where the fp16 release checkpoint goes")
     a = p.parse_args(argv)
-    out = export(a.checkpoint, a.id, Path(a.zoo), Path(a.kodak) if a.kodak else None, a.version)
+    out = export(a.checkpoint, a.id, Path(a.zoo), Path(a.kodak) if a.kodak else None, a.version, Path(a.checkpoints))
     print(f"wrote {out}")
 
 

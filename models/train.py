@@ -4,7 +4,9 @@ Loss per sample: lambda(q) * 255^2 * MSE + bpp (or lambda * (1 - MS-SSIM) scaled
 with q drawn uniformly from [1, 8] so one network learns every quality and the values between.
 The run directory holds ``last.pt`` (weights, optimiser, step, elapsed time; written atomically every
 few minutes) and ``log.jsonl`` (training and Kodak evaluation records). Re-running the same command
-resumes; changing --steps on resume re-plans the learning-rate decay.
+resumes; changing --steps on resume re-plans the learning-rate decay. With --minutes the schedule runs
+on training time instead (whichever of steps and minutes is further along), which is how a leased GPU
+session with a fixed budget is spent: the run ends by itself, decayed, inside the lease.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=30000)
+    p.add_argument("--minutes", type=float, help="training-time budget; the lr schedule and the run end by it")
     p.add_argument("--decay-from", type=float, default=0.7, help="fraction of steps after which lr decays (cosine to 2%%)")
     p.add_argument("--metric", choices=["mse", "ms-ssim"], default="mse")
     p.add_argument("--per-image", type=int, default=24, help="patches drawn per training image")
@@ -45,19 +48,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-minutes", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on the CPU")
+    p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast of the transforms")
 
 
 def parse_widths(text: str) -> dict[str, int]:
     return {k: int(v) for k, v in (item.split("=") for item in text.split(",") if item)}
 
 
-def learning_rate(step: int, args: argparse.Namespace) -> float:
-    start = int(args.steps * args.decay_from)
-    if step < start:
+def progress(step: int, elapsed: float, args: argparse.Namespace) -> float:
+    """Fraction of the run done: by steps, or by training time when --minutes is given."""
+    done = step / args.steps
+    return max(done, elapsed / (args.minutes * 60)) if args.minutes else done
+
+
+def learning_rate(fraction: float, args: argparse.Namespace) -> float:
+    if fraction < args.decay_from:
         return args.lr
-    progress = min(1.0, (step - start) / max(1, args.steps - start))
-    return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+    decay = min(1.0, (fraction - args.decay_from) / max(1e-9, 1 - args.decay_from))
+    return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * decay)))
 
 
 def distortion_term(x_hat: torch.Tensor, x: torch.Tensor, lam: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,6 +112,7 @@ def run(args: argparse.Namespace) -> None:
     config = {"architecture": args.arch, **parse_widths(args.widths)}
     model = build(config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick the fastest kernels once
     model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     state_path = run_dir / "last.pt"
@@ -121,21 +130,23 @@ def run(args: argparse.Namespace) -> None:
         print(f"warm start from {args.init_from} (its step {state.get('step')}): {copied} tensors copied, {widened} widened, of {len(model.state_dict())}")
 
     pool = PatchPool(args.data, args.patch, args.per_image, args.seed, run_dir.parent / ".cache")
+    if device.type != "cpu":
+        pool.keep_on(device)
     rng = np.random.default_rng(args.seed + step)
-    use_bf16 = device.type == "cpu" and not args.no_bf16
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16, enabled=use_bf16 or device.type == "cuda")
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    # bf16 on CPU and GPU alike: same numerics everywhere, and no loss scaling needed.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=not args.no_bf16)
     log = open(run_dir / "log.jsonl", "a")
     machine = f"{platform.node()} {platform.processor() or platform.machine()} x{args.threads} {device.type}"
     last_save = time.monotonic()
     t_prev = time.monotonic()
-    bar = tqdm(total=args.steps, initial=step, mininterval=20, dynamic_ncols=True)
-    stats, seen = np.zeros(3), 0  # running means of loss/bpp/PSNR since this process started
+    bar = tqdm(total=None if args.minutes else args.steps, initial=step, mininterval=20, dynamic_ncols=True)
+    stats, seen = np.zeros(3), 0  # running means of loss/bpp/PSNR, sampled every 10 steps
     model.train()
-    while step < args.steps:
+    while progress(step, elapsed, args) < 1:
+        lr = learning_rate(progress(step, elapsed, args), args)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args)
-        x = torch.from_numpy(pool.batch(args.batch, rng)).to(device).contiguous(memory_format=torch.channels_last)
+            group["lr"] = lr
+        x = pool.batch(args.batch, rng, device)
         q = torch.empty(args.batch, device=device).uniform_(1, QUALITIES)
         with autocast:
             out = model(x, q)
@@ -144,28 +155,28 @@ def run(args: argparse.Namespace) -> None:
         dist, mse = distortion_term(x_hat, x, lambda_for_quality(q), args.metric)
         loss = (dist + bpp).mean()
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        step, seen = step + 1, seen + 1
+        optimizer.step()
+        step = step + 1
         now = time.monotonic()
         elapsed += now - t_prev
         t_prev = now
-        stats = 0.98 * stats + 0.02 * np.array([loss.item(), bpp.mean().item(), 10 * math.log10(1 / max(mse.mean().item(), 1e-10))])
         bar.update(1)
+        if step % 10 == 0:  # reading values back waits for the device, so not every step
+            seen += 1
+            stats = 0.9 * stats + 0.1 * np.array([loss.item(), bpp.mean().item(), 10 * math.log10(1 / max(mse.mean().item(), 1e-10))])
         if step % 50 == 0:
-            corr = 1 - 0.98**seen
-            loss_s, bpp_s, psnr_s = stats / corr
-            bar.set_postfix(loss=f"{loss_s:.3f}", bpp=f"{bpp_s:.3f}", psnr=f"{psnr_s:.2f}", lr=f"{learning_rate(step, args):.1e}")
+            loss_s, bpp_s, psnr_s = stats / (1 - 0.9**seen)
+            bar.set_postfix(loss=f"{loss_s:.3f}", bpp=f"{bpp_s:.3f}", psnr=f"{psnr_s:.2f}", lr=f"{lr:.1e}")
             if step % 500 == 0:
                 log.write(json.dumps({"step": step, "hours": elapsed / 3600, "loss": loss_s, "bpp": bpp_s, "psnr": psnr_s}) + "\n")
                 log.flush()
-        if now - last_save > args.save_minutes * 60 or step == args.steps:
+        finished = progress(step, elapsed, args) >= 1
+        if now - last_save > args.save_minutes * 60 or finished:
             save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed, "config": config, "args": vars(args)}, state_path)
             last_save = now
-        if args.eval_dir and (step % args.eval_every == 0 or step == args.steps):
+        if args.eval_dir and (step % args.eval_every == 0 or finished):
             results = evaluate(model, args.eval_dir, [float(q) for q in range(1, QUALITIES + 1)])
             log.write(json.dumps({"step": step, "hours": elapsed / 3600, "machine": machine, "eval": results}) + "\n")
             log.flush()
