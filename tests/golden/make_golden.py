@@ -38,7 +38,7 @@ def symbol_digest(codec: Codec, data: bytes) -> str:
 
 
 FIRST_MODEL = "ms-64-96"  # the first release: four cases covering tiling, grayscale and alpha
-LATER_MODELS = ["fact-64-96", "hp-64-96", "ms-64-96-r2", "c2f-64-96", "c2f-64-96-r2"]  # one multi-tile case each
+LATER_MODELS = ["fact-64-96", "hp-64-96", "ms-64-96-r2", "c2f-64-96", "c2f-64-96-r2", "ms-128-192", "c2f-64-96-r3"]  # one multi-tile case each
 
 
 def cases() -> dict[str, tuple[Image.Image, dict]]:
