@@ -72,11 +72,12 @@ def main() -> None:
         rows = [r for r in table if r["run"] == name]
         if rows:
             colour = plt.get_cmap("tab10")(list(runs).index(name) % 10)  # one colour per run: solid vs JPEG, dashed vs WebP
-            ax.plot([r["hours"] for r in rows], [r["bd_vs_JPEG 4:2:0"] for r in rows], "o-", color=colour, label=f"{name} vs JPEG")
-            ax.plot([r["hours"] for r in rows], [r["bd_vs_WebP"] for r in rows], "s--", color=colour, label=f"{name} vs WebP")
+            tag = " (GPU)" if "NVIDIA" in runs[name].get("machine", "") else ""
+            ax.plot([r["hours"] for r in rows], [r["bd_vs_JPEG 4:2:0"] for r in rows], "o-", color=colour, label=f"{name}{tag} vs JPEG")
+            ax.plot([r["hours"] for r in rows], [r["bd_vs_WebP"] for r in rows], "s--", color=colour, label=f"{name}{tag} vs WebP")
     ax.axhline(-50, color="grey", lw=0.8, ls=":", label="target vs JPEG")
     ax.axhline(-20, color="grey", lw=0.8, ls="-.", label="target vs WebP")
-    ax.set_xlabel("cumulative training hours (2-core CPU)")
+    ax.set_xlabel("cumulative training hours (2-core CPU; runs marked GPU: leased H200)")
     ax.set_ylabel("Kodak BD-rate (%, PCHIP; estimated bits)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # One leased-GPU training session, run on the device machine from the repository root:
 #   bash models/gpu_lease.sh MINUTES
-# Needs the JPEG shard at gpu/train (python -m models.shard ../shared/data/train gpu/train --quality 88
-# --scale 0.55 --min-side 272: 49 MiB, inside the 64 MiB carry). Trains two runs side by side on the one
-# GPU (each alone would leave it idle between kernel launches), each ending by itself after MINUTES of
-# training, then writes their fp16 weights and logs to $OUT:
-#   ms-128-192: the wide mean-scale default candidate, from scratch;
-#   c2f-64-96-r3: the coarse-to-fine model, continued from its released weights.
+# Trains two runs side by side on the one GPU (one alone leaves it idle between kernel launches), each
+# ending by itself, decayed, after MINUTES of training; then writes their fp16 weights (release
+# checkpoints, for `lic export`) and logs to $OUT. Calling it again on the same warm machine with a
+# larger MINUTES resumes both runs from /tmp. What each past lease ran is in benchmarks/training/runs.json.
+#
+# Before the call, on the CPU machine (the tree that travels must stay under 64 MiB):
+#   python -m models.shard ../shared/data/train gpu/train --quality 88 --scale 0.55 --min-side 272  # 49 MiB
+#   move models/zoo and every models/checkpoints/*.pt except the two named below out of the tree,
+#   call with carry ["gpu"], then move them back.
 set -u
 minutes=${1:?minutes}
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv,noheader || true
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 common=(--data gpu/train --patch 256 --batch 16 --per-image 16 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
-python3 -m models.train --arch mean-scale --widths n=128,m=192 --lr 6e-4 --decay-from 0.5 \
-  --run /tmp/a/ms-128-192 "${common[@]}" >"$out/ms-128-192.log" 2>&1 &
-python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from models/checkpoints/c2f-64-96-r2.pt \
-  --lr 2e-4 --decay-from 0.3 --run /tmp/b/c2f-64-96-r3 "${common[@]}" >"$out/c2f-64-96-r3.log" 2>&1 &
+python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from models/checkpoints/ms-128-192.pt \
+  --lr 3e-4 --decay-from 0.3 --run /tmp/a/ms-128-192-r2 "${common[@]}" >"$out/ms-128-192-r2.log" 2>&1 &
+python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from models/checkpoints/c2f-64-96-r3.pt \
+  --lr 2e-4 --decay-from 0.3 --run /tmp/b/c2f-64-96-r4 "${common[@]}" >"$out/c2f-64-96-r4.log" 2>&1 &
 wait
-for run in /tmp/a/ms-128-192 /tmp/b/c2f-64-96-r3; do
+for run in /tmp/a/ms-128-192-r2 /tmp/b/c2f-64-96-r4; do
   name=$(basename "$run")
   cp "$run/log.jsonl" "$out/$name.jsonl"
   python3 -c "import sys; from pathlib import Path; from models.export import load_checkpoint, release_checkpoint

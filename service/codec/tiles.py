@@ -83,8 +83,11 @@ def deblock(canvas: np.ndarray, seams_x: list[int], seams_y: list[int], radius: 
         for s in seams:
             band = np.arange(s - radius, s + radius)
             taps = np.clip(band[:, None] + np.arange(-DEBLOCK_TAPS, DEBLOCK_TAPS + 1)[None, :], 0, size - 1)
-            source = np.take(canvas, taps, axis=axis)  # axis expanded into (band, taps)
-            smooth = np.tensordot(source, kernel, axes=([axis + 1], [0]))
+            # Tap by tap in a fixed order: a BLAS reduction (tensordot) rounds differently with the
+            # box's shape, so a region decode would not match the full decode bit for bit.
+            smooth = kernel[0] * np.take(canvas, taps[:, 0], axis=axis)
+            for k in range(1, len(kernel)):
+                smooth += kernel[k] * np.take(canvas, taps[:, k], axis=axis)
             current = np.take(canvas, band, axis=axis)
             w = weights.reshape([-1 if a == axis else 1 for a in range(canvas.ndim)]).astype(np.float32)
             updated = current + w * (smooth - current)
