@@ -39,13 +39,13 @@ def test_train_resume_and_export(tmp_path):
     assert max(manifest["onnx"]["max_abs_diff_vs_pytorch"].values()) < 1e-3
 
 
-
 def test_a_time_budget_ends_the_run_by_itself(tmp_path):
     """--minutes: the lr schedule runs on training time and the run stops, checkpointed, when it is spent."""
     run = tmp_path / "run"
     train(run, 10**9, "--minutes", "0.05")
     state = torch.load(run / "last.pt", weights_only=False)
     assert 0 < state["step"] < 10**9 and state["elapsed"] >= 3.0
+
 
 def test_warm_start_copies_matching_tensors_across_architectures():
     from models.architectures import build
