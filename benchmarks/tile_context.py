@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,8 @@ sys.path.insert(0, str(REPO))
 from models.data import load_rgb  # noqa: E402
 from models.entropy_models import gaussian_likelihood, scale_from_position  # noqa: E402
 from models.export import load_checkpoint  # noqa: E402
+from service.bench.speed import machine  # noqa: E402
+from service.codec.codec import psnr  # noqa: E402
 from service.codec.zoo import DEFAULT_MODEL  # noqa: E402
 
 TILE, STRIDE, MARGIN = 256, 16, 2  # tile px, latent stride, context in latent pixels (32 px)
@@ -78,11 +79,6 @@ def synthesize_tiles(model, y: torch.Tensor, inverse_gain: torch.Tensor, h: int,
     return out
 
 
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-    return 10 * math.log10(255**2 / (d[mask] if mask is not None else d).mean())
-
-
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255).round()[0].permute(1, 2, 0).numpy().astype(np.uint8)
 
@@ -118,8 +114,9 @@ def measure(model, image: np.ndarray, q: float) -> dict[str, dict]:
         seams[:, s - 2 : s + 2] = True
     for s in range(TILE, h, TILE):
         seams[s - 2 : s + 2, :] = True
-    return {name: {"bpp": bits / (h * w), "psnr": psnr(to_uint8(x_hat), image), "seam_psnr": psnr(to_uint8(x_hat), image, seams)}
-            for name, (x_hat, bits) in variants.items()}
+    decoded = {name: (to_uint8(x_hat), bits) for name, (x_hat, bits) in variants.items()}
+    return {name: {"bpp": bits / (h * w), "psnr": psnr(out, image), "seam_psnr": psnr(out[seams], image[seams])}
+            for name, (out, bits) in decoded.items()}
 
 
 def main() -> None:
@@ -130,6 +127,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     model, _ = load_checkpoint(REPO / "models" / "checkpoints" / f"{DEFAULT_MODEL}.pt")
+    if model.synthesis_features:
+        raise SystemExit(f"{DEFAULT_MODEL}: the synthesis also reads hyper features; only g_s-only models are supported")
     names = args.images.split(",")
     started = time.time()
     results: dict[str, dict] = {}
@@ -137,7 +136,7 @@ def main() -> None:
         per_image = [measure(model, load_rgb(Path(args.kodak) / f"{n}.png"), q) for n in names]
         results[f"q{q:.0f}"] = {v: {k: float(np.mean([r[v][k] for r in per_image])) for k in ("bpp", "psnr", "seam_psnr")}
                                 for v in per_image[0]}
-    report = {"model": DEFAULT_MODEL, "tile": TILE, "context_px": MARGIN * STRIDE, "images": names,
+    report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "model": DEFAULT_MODEL, "tile": TILE, "context_px": MARGIN * STRIDE, "images": names,
               "results": results, "seconds": round(time.time() - started)}
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"{DEFAULT_MODEL}, {TILE} px tiles, {len(names)} Kodak images (means); estimated bpp")
