@@ -43,7 +43,7 @@ def main() -> None:
         t2 = time.perf_counter()
         latents = coder.decode_latents(payloads, (512, 512))
         t3 = time.perf_counter()
-        coder.synthesize(latents, q)
+        coder.synthesize(coder.synthesis_feeds(latents, q))
         t4 = time.perf_counter()
         for key, value in zip(runs, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             runs[key].append(value)

@@ -3,10 +3,11 @@
 Each image is coded as 256 px tiles in four ways, at qualities 1, 4 and 8, and compared with the source
 (PSNR over the image, and over the band within 2 px of every seam):
 
-* ``tiles (shipped)``: each tile analysed and synthesised alone, as the codec does today;
+* ``independent tiles``: each tile analysed and synthesised alone (format version 1, ``--context 0``);
 * ``decoder context``: the same latents, synthesised with 2 latent pixels (32 px) of the neighbours' latents;
 * ``context both sides``: the analysis also sees 32 px of the neighbouring pixels and keeps the tile's own
-  latents; the synthesis reads the neighbours' latents as above. Entropy coding stays per tile;
+  latents; the synthesis reads the neighbours' latents as above. Entropy coding stays per tile. This is
+  what the codec does since format version 2 (``--context 32``, the default);
 * ``whole image``: one tile per image, the ceiling.
 
 Rates are estimated from the likelihoods (per-tile hyperpriors in the three tiled variants).
@@ -104,7 +105,7 @@ def measure(model, image: np.ndarray, q: float) -> dict[str, dict]:
         bits_context += b
     y_whole, bits_whole = code(model, x, q)
     variants = {
-        "tiles (shipped)": (synthesize_tiles(model, y_alone, inverse_gain, h, w, 0), bits_alone),
+        "independent tiles": (synthesize_tiles(model, y_alone, inverse_gain, h, w, 0), bits_alone),
         "decoder context": (synthesize_tiles(model, y_alone, inverse_gain, h, w, MARGIN), bits_alone),
         "context both sides": (synthesize_tiles(model, y_context, inverse_gain, h, w, MARGIN), bits_context),
         "whole image": (model.synthesize(y_whole * inverse_gain, {}), bits_whole),

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from service.codec import Codec, CodecError
 from service.codec import image_io
+from service.codec.codec import DEFAULT_CONTEXT, DEFAULT_TILE
 from service.codec.zoo import DEFAULT_MODEL, available_models, load_model
 
 
@@ -44,7 +45,7 @@ def _progress(total: int | None, what: str):
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-    codec = Codec(tile=args.tile)
+    codec = Codec(tile=args.tile, context=args.context)
     data = Path(args.input).read_bytes()
     bar, update = _progress(None, "analysing")
     result = codec.compress(data, model=args.model, quality=args.quality, target_bpp=args.target_bpp,
@@ -76,7 +77,7 @@ def cmd_roundtrip(args: argparse.Namespace) -> None:
 
     from service.codec.codec import psnr
 
-    codec = Codec(tile=args.tile)
+    codec = Codec(tile=args.tile, context=args.context)
     data = Path(args.input).read_bytes()
     reference = image_io.read_image(data, codec.max_pixels).rgb
     print(f"{args.input} with {args.model}:")
@@ -128,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--quality", type=_quality, help="1..8, fractional allowed (default 4)")
     rate.add_argument("--target-bpp", type=_positive, help="find the quality giving this many bits per pixel")
     rate.add_argument("--target-psnr", type=_positive, help="find the lowest quality reaching this PSNR (dB)")
-    c.add_argument("--tile", type=int, default=512, help="tile size in pixels, a multiple of 64 (default 512)")
+    c.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile size in pixels, a multiple of 64 (default {DEFAULT_TILE})")
+    c.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
+                   help=f"pixels of each neighbouring tile the transforms see; 0 = independent tiles (default {DEFAULT_CONTEXT})")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=".lic -> PNG, WebP or JPEG (by extension)")
@@ -146,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input")
     r.add_argument("--model", default=DEFAULT_MODEL)
     r.add_argument("--quality", type=_quality, nargs="+", default=[1.0, 4.0, 8.0])
-    r.add_argument("--tile", type=int, default=512)
+    r.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    r.add_argument("--context", type=int, default=DEFAULT_CONTEXT)
     r.set_defaults(func=cmd_roundtrip)
 
     m = sub.add_parser("models", help="list shipped models, qualities and their Kodak results")

@@ -1,18 +1,22 @@
+import struct
+import zlib
+from pathlib import Path
+
 import pytest
 
 from service.codec import bitstream
 from service.codec.errors import BitstreamError
 
 
-def sample() -> bytes:
-    header = bitstream.Header("ms-64-96", b"\x01" * 8, 3.25, 1000, 400, "RGBA", 512, 4)
+def sample(context: int = 32) -> bytes:
+    header = bitstream.Header("ms-64-96", b"\x01" * 8, 3.25, 1000, 400, "RGBA", 512, 4, context)
     return bitstream.pack(header, [b"abcd" * 3, b"efgh"], alpha=b"alpha-png")
 
 
 def test_pack_parse_roundtrip():
     data = sample()
     h = bitstream.parse(data)
-    assert (h.model_id, h.quality, h.width, h.height, h.mode, h.tile, h.deblock) == ("ms-64-96", 3.25, 1000, 400, "RGBA", 512, 4)
+    assert (h.model_id, h.quality, h.width, h.height, h.mode, h.tile, h.deblock, h.context) == ("ms-64-96", 3.25, 1000, 400, "RGBA", 512, 4, 32)
     assert h.grid.count == 2
     assert bitstream.tile_payload(data, h, 0) == b"abcd" * 3
     assert bitstream.tile_payload(data, h, 1) == b"efgh"
@@ -50,3 +54,20 @@ def test_foreign_and_future_files():
 def test_trailing_bytes():
     with pytest.raises(BitstreamError, match="trailing"):
         bitstream.parse(sample() + b"x")
+
+
+def test_version_1_files_still_read_as_independent_tiles():
+    data = (Path(__file__).parent / "golden" / "kodim01-crop-q6.lic").read_bytes()
+    assert data[4] == 1
+    assert bitstream.parse(data).context == 0
+
+
+@pytest.mark.parametrize("context", [24, 80])
+def test_impossible_context_is_refused(context):
+    data = bytearray(sample(context=0))
+    at = data.index(b"ms-64-96") + 8 + 8 + 14  # after the model id, fingerprint and the 14 bytes of fields before it
+    data[at] = context
+    size = bitstream.parse(sample(context=0)).header_size
+    data[size - 4 : size] = struct.pack("<I", zlib.crc32(bytes(data[: size - 4])))
+    with pytest.raises(BitstreamError, match="context"):
+        bitstream.parse(bytes(data))

@@ -83,13 +83,39 @@ def test_sixteen_bit_input(codec):
     assert out.mode == "L" and psnr(np.round(ramp / 257).astype(np.uint8), np.asarray(out)) > 30
 
 
-def test_region_decode_equals_crop_of_full_decode(kodim01_bytes):
-    codec = Codec(tile=128)  # many seams; quality 1 turns deblocking on
+@pytest.mark.parametrize("context", [32, 0])
+def test_region_decode_equals_crop_of_full_decode(kodim01_bytes, context):
+    codec = Codec(tile=128, context=context)  # many seams; without context, quality 1 turns deblocking on
     data = codec.compress(kodim01_bytes, quality=1).data
-    assert bitstream.parse(data).deblock > 0
+    header = bitstream.parse(data)
+    assert (header.context, header.deblock > 0) == (context, context == 0)
     full = decode_array(codec, data)
     for x, y, w, h in [(0, 0, 768, 512), (120, 250, 20, 10), (125, 125, 6, 6), (700, 400, 68, 112), (3, 5, 1, 1)]:
         assert np.array_equal(decode_array(codec, data, (x, y, w, h)), full[y : y + h, x : x + w])
+
+
+def test_context_tiles_code_like_the_whole_image(kodim01_bytes, kodim01_rgb):
+    """With context the 128 px tiles meet at their seams as if the image were one tile, for < 1% more bytes."""
+    seams = np.zeros(kodim01_rgb.shape[:2], bool)
+    seams[:, [s + d for s in range(128, 768, 128) for d in (-2, -1, 0, 1)]] = True
+    seams[[s + d for s in range(128, 512, 128) for d in (-2, -1, 0, 1)], :] = True
+    results = {}
+    for name, tile, context in [("whole", 768, 0), ("context", 128, 32), ("independent", 128, 0)]:
+        codec = Codec(tile=tile, context=context)
+        result = codec.compress(kodim01_bytes, quality=6, deblock_radius=0)
+        decoded = decode_array(codec, result.data)
+        results[name] = (result.bpp, psnr(kodim01_rgb, decoded), psnr(kodim01_rgb[seams], decoded[seams]))
+    (whole_bpp, whole_psnr, whole_seams), (bpp, quality, seam_quality) = results["whole"], results["context"]
+    assert bpp < whole_bpp * 1.01
+    assert quality > whole_psnr - 0.02 and seam_quality > whole_seams - 0.05
+    assert results["independent"][2] < whole_seams - 1.0  # what context removes
+
+
+def test_unsupported_context_is_refused(codec, kodim01_bytes):
+    with pytest.raises(ValueError, match="multiple of 32"):
+        codec.compress(kodim01_bytes, model="c2f-64-96-r3", quality=2, context=16)
+    with pytest.raises(ValueError, match="context"):
+        codec.compress(kodim01_bytes, quality=2, context=80)
 
 
 def test_region_outside_image_is_refused(codec, kodim01_bytes):
@@ -132,6 +158,15 @@ def test_other_model_version_is_refused(codec, kodim01_bytes):
         codec.decompress(bitstream.pack(header, payloads, None))
     header.model_id = "no-such-model"
     with pytest.raises(BitstreamError, match="not installed"):
+        codec.decompress(bitstream.pack(header, payloads, None))
+
+
+def test_context_the_model_cannot_have_written_is_refused(codec, kodim01_bytes):
+    data = codec.compress(kodim01_bytes, model="c2f-64-96-r3", quality=3).data
+    header = bitstream.parse(data)
+    header.context = 16  # a valid header, but the coarse-to-fine features need multiples of 32
+    payloads = [bitstream.tile_payload(data, header, i) for i in range(header.grid.count)]
+    with pytest.raises(BitstreamError, match="context of 16 px"):
         codec.decompress(bitstream.pack(header, payloads, None))
 
 

@@ -33,8 +33,8 @@ def assert_cross_decode(encoder: TileCoder, decoder: TileCoder, tiles: np.ndarra
     for name in encoded.symbols:
         assert np.array_equal(decoded.symbols[name], encoded.symbols[name]), name
         assert np.array_equal(decoded.values[name], encoded.values[name]), name
-    a = np.rint(encoder.synthesize(decoded, qualities) * 255)
-    b = np.rint(decoder.synthesize(decoded, qualities) * 255)
+    a = np.rint(encoder.synthesize(encoder.synthesis_feeds(decoded, qualities)) * 255)
+    b = np.rint(decoder.synthesize(decoder.synthesis_feeds(decoded, qualities)) * 255)
     assert np.max(np.abs(a - b)) <= 1
 
 
@@ -67,12 +67,12 @@ def test_batch_composition_does_not_change_symbols(shipped, kodim01_rgb):
     q = np.array([1.5, 4.0, 7.5])
     payloads, _ = onnx.encode(onnx.analyze(tiles), q)
     together = onnx.decode_latents(payloads, tiles.shape[2:])
-    pixels_together = onnx.synthesize(together, q)
+    pixels_together = onnx.synthesize(onnx.synthesis_feeds(together, q))
     for i in range(len(tiles)):
         alone = onnx.decode_latents(payloads[i : i + 1], tiles.shape[2:])
         for name in alone.symbols:
             assert np.array_equal(alone.symbols[name][0], together.symbols[name][i])
-        pixels_alone = onnx.synthesize(alone, q[i : i + 1])
+        pixels_alone = onnx.synthesize(onnx.synthesis_feeds(alone, q[i : i + 1]))
         assert np.max(np.abs(np.rint(pixels_alone[0] * 255) - np.rint(pixels_together[i] * 255))) <= 1
         # Encoded alone, the tile still decodes to exactly the symbols it was encoded with.
         single, encoded = onnx.encode(onnx.analyze(tiles[i : i + 1]), q[i : i + 1])

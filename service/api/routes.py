@@ -140,9 +140,10 @@ async def compress(
     async def work():
         if target_bpp is None and target_psnr is None:
             q = bitstream.quality_code(4.0 if quality is None else quality) / 1000
-            payloads = await engine.encode(model, package, planes, grid, q)
+            payloads = await engine.encode(model, package, planes, grid, q, settings.context)
             alpha = await asyncio.to_thread(image_io.encode_alpha, planes.alpha) if planes.alpha is not None else None
-            header = bitstream.Header(model, package.fingerprint, q, width, height, planes.mode, tile, default_deblock(q))
+            header = bitstream.Header(model, package.fingerprint, q, width, height, planes.mode, tile,
+                                      default_deblock(q, settings.context), settings.context)
             return bitstream.pack(header, payloads, alpha), q, None
         data, q, psnr, _ = await engine.compress_image(model, planes, target_bpp, target_psnr, tile)
         return data, q, psnr

@@ -104,5 +104,6 @@ def learned_codecs(codec: Codec | None = None, models: list[str] | None = None) 
         package = load_model(model_id, codec.zoo)
         qualities = package.manifest["qualities"]
         settings = [float(q) for q in range(int(qualities["min"]), int(qualities["max"]) + 1)]
-        out[model_id] = learned_codec(codec, model_id, model_id, package.manifest["fingerprint"], settings)
+        version = f"{package.manifest['fingerprint']}, tile {codec.tile}, context {codec.context}"  # what the bytes depend on
+        out[model_id] = learned_codec(codec, model_id, model_id, version, settings)
     return out

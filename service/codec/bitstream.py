@@ -1,8 +1,8 @@
-"""The .lic container (format version 1). All integers little-endian.
+"""The .lic container (format version 2; version 1 still reads). All integers little-endian.
 
     offset  size  field
     0       4     magic b"\\x89LIC"
-    4       1     format version (1)
+    4       1     format version (2)
     5       1     flags: bit 0 = alpha plane present
     6       1     length L of the model id, then L bytes of UTF-8 model id
     .       8     model fingerprint (first 8 bytes of the package's sha256 fingerprint)
@@ -11,6 +11,8 @@
     .       1     mode: 0 L, 1 LA, 2 RGB, 3 RGBA (what decoding returns)
     .       2     tile size (pixels; multiple of 64)
     .       1     deblocking radius in pixels (0 = off)
+    .       1     context: pixels of each neighbour the transforms saw (0 = independent tiles;
+                  version 2 only, version 1 files have no such byte and mean 0)
     .       8n    per tile, raster order: payload length u32, CRC-32 of the payload u32
     .       8     if alpha: alpha length u32, CRC-32 u32
     .       4     CRC-32 of every header byte above
@@ -27,10 +29,11 @@ import zlib
 from dataclasses import dataclass, field
 
 from service.codec.errors import BitstreamError
-from service.codec.tiles import TileGrid
+from service.codec.tiles import MAX_CONTEXT, TileGrid
 
 MAGIC = b"\x89LIC"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FLAG_ALPHA = 1
 MODES = ("L", "LA", "RGB", "RGBA")
 MAX_DIMENSION = 1 << 20
@@ -46,6 +49,7 @@ class Header:
     mode: str
     tile: int
     deblock: int
+    context: int = 0
     tile_entries: list[tuple[int, int]] = field(default_factory=list)  # (length, crc)
     alpha_entry: tuple[int, int] | None = None
     header_size: int = 0
@@ -74,7 +78,8 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None) -> bytes:
     out = bytearray(MAGIC)
     out += struct.pack("<BBB", VERSION, FLAG_ALPHA if alpha is not None else 0, len(model)) + model
     out += header.fingerprint
-    out += struct.pack("<HIIBHB", quality_code(header.quality), header.width, header.height, MODES.index(header.mode), header.tile, header.deblock)
+    out += struct.pack("<HIIBHBB", quality_code(header.quality), header.width, header.height, MODES.index(header.mode),
+                       header.tile, header.deblock, header.context)
     for payload in payloads:
         out += struct.pack("<II", len(payload), zlib.crc32(payload))
     if alpha is not None:
@@ -109,8 +114,8 @@ def parse(data: bytes, check_payloads: bool = True) -> Header:
     r = _Reader(data)
     r.pos = 4
     version, flags, model_len = r.take("<BBB")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported .lic format version {version} (this build reads version {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise BitstreamError(f"unsupported .lic format version {version} (this build reads versions 1 and 2)")
     if flags & ~FLAG_ALPHA:
         raise BitstreamError(f"unknown .lic flags {flags:#x}")
     try:
@@ -119,9 +124,12 @@ def parse(data: bytes, check_payloads: bool = True) -> Header:
         raise BitstreamError("corrupted .lic header (model id)") from exc
     fingerprint = r.bytes(8)
     quality, width, height, mode, tile, deblock = r.take("<HIIBHB")
+    (context,) = r.take("<B") if version >= 2 else (0,)
     if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION) or mode >= len(MODES) or tile == 0 or tile % 64:
         raise BitstreamError("corrupted .lic header (geometry)")
-    header = Header(model_id, fingerprint, quality / 1000, width, height, MODES[mode], tile, deblock)
+    if context % 16 or context > MAX_CONTEXT:
+        raise BitstreamError(f"corrupted .lic header (context of {context} px)")
+    header = Header(model_id, fingerprint, quality / 1000, width, height, MODES[mode], tile, deblock, context)
     n = header.grid.count
     if len(data) - r.pos < 8 * n + 4:
         raise BitstreamError(f"truncated .lic header: {n} tiles announced, {len(data)} bytes in file")

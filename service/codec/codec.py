@@ -1,4 +1,4 @@
-"""Whole images <-> .lic bitstreams: tiling, batching, rate control, region decoding.
+"""Whole images <-> .lic bitstreams: tiling with context, batching, rate control, region decoding.
 
     codec = Codec()
     result = codec.compress(open("kodim01.png", "rb").read(), quality=4)      # or target_bpp / target_psnr
@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -19,17 +20,28 @@ from service.codec import bitstream, image_io
 from service.codec.backend import Backend, OnnxBackend
 from service.codec.errors import BitstreamError, LimitError, ModelError
 from service.codec.tile_coder import TileCoder
-from service.codec.tiles import DEBLOCK_TAPS, TileGrid, deblock, extract
+from service.codec.tiles import DEBLOCK_TAPS, MAX_CONTEXT, TileGrid, TileView, deblock, extract, stitch
 from service.codec.zoo import DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, ModelPackage, load_model
 
 DEFAULT_TILE = 512
+DEFAULT_CONTEXT = 32  # px of each neighbour the transforms see: seams as if coded whole (benchmarks/tile_context.py)
 RATE_TOLERANCE = 0.01  # bisection stops within 1% of a bpp target
 Progress = Callable[[int], None]
+K = TypeVar("K")
+TileFeeds = dict[str, dict[int, np.ndarray]]  # synthesis input name -> tile index -> that tile's plane
 
 
-def default_deblock(quality: float) -> int:
-    """Seam smoothing radius: tile seams show at low rates only (measured in benchmarks/kodak_core.json)."""
+def default_deblock(quality: float, context: int) -> int:
+    """Seam smoothing radius: for tiles coded without context, where seams show at low rates
+    (measured in benchmarks/kodak_core.json); tiles coded with context need none."""
+    if context:
+        return 0
     return 4 if quality < 3 else 2 if quality < 5 else 0
+
+
+def check_context(context: int, package: ModelPackage) -> None:
+    if context % package.context_multiple or not 0 <= context <= MAX_CONTEXT:
+        raise ValueError(f"context must be a multiple of {package.context_multiple} px in [0, {MAX_CONTEXT}] for model {package.id}, got {context}")
 
 
 @dataclass
@@ -53,13 +65,14 @@ class Codec:
         self,
         backend_factory: Callable[[ModelPackage], Backend] = OnnxBackend,
         tile: int = DEFAULT_TILE,
+        context: int = DEFAULT_CONTEXT,
         batch: int = 4,
         max_pixels: int = 1 << 28,
         max_tiles: int = 1 << 16,
         zoo: Path | None = None,
     ):
         self.zoo = zoo
-        self.backend_factory, self.tile, self.batch = backend_factory, tile, batch
+        self.backend_factory, self.tile, self.context, self.batch = backend_factory, tile, context, batch
         self.max_pixels, self.max_tiles = max_pixels, max_tiles
         self._coders: dict[str, TileCoder] = {}
 
@@ -78,6 +91,7 @@ class Codec:
         target_bpp: float | None = None,
         target_psnr: float | None = None,
         tile: int | None = None,
+        context: int | None = None,
         deblock_radius: int | None = None,
         progress: Progress | None = None,
     ) -> CompressResult:
@@ -96,6 +110,8 @@ class Codec:
         if width * height > self.max_pixels:
             raise LimitError(f"image has {width * height} pixels; the limit is {self.max_pixels}")
         coder = self.coder(model)
+        context = self.context if context is None else context
+        check_context(context, coder.package)
         grid = TileGrid(width, height, tile)
         if grid.count > self.max_tiles:
             raise LimitError(f"{grid.count} tiles exceed the limit of {self.max_tiles}; use a larger tile")
@@ -103,27 +119,27 @@ class Codec:
         timings = {"read": time.perf_counter() - started}
 
         t = time.perf_counter()
-        groups = list(self._shape_groups(grid, coder.package.padding_multiple))
+        groups = list(self._chunks(grid.by_view(coder.package.padding_multiple, context)))
         analyzed = []
-        for shape, chunk in groups:
-            analyzed.append(coder.analyze(np.stack([extract(planes.rgb, grid.rect(i), shape) for i in chunk])))
+        for view, chunk in groups:
+            analyzed.append(analyze_windows(coder, view, [window_pixels(planes.rgb, grid, i, context) for i in chunk]))
             if progress:
                 progress(len(chunk))
         timings["analysis"] = time.perf_counter() - t
 
         def radius_for(q: float) -> int:
-            return default_deblock(q) if deblock_radius is None else deblock_radius
+            return default_deblock(q, context) if deblock_radius is None else deblock_radius
 
         def encode_at(q: float) -> tuple[CompressResult, list]:
             q = bitstream.quality_code(q) / 1000  # exactly what the decoder will read
             payloads: list[bytes] = [b""] * grid.count
             latents = []
-            for (shape, chunk), y in zip(groups, analyzed):
+            for (_, chunk), y in zip(groups, analyzed):
                 chunk_payloads, decoded = coder.encode(y, np.full(len(chunk), q))
                 latents.append(decoded)
                 for i, p in zip(chunk, chunk_payloads):
                     payloads[i] = p
-            header = bitstream.Header(model, coder.package.fingerprint, q, width, height, planes.mode, tile, radius_for(q))
+            header = bitstream.Header(model, coder.package.fingerprint, q, width, height, planes.mode, tile, radius_for(q), context)
             data = bitstream.pack(header, payloads, alpha)
             return CompressResult(data, model, q, width, height, grid.count), latents
 
@@ -132,7 +148,7 @@ class Codec:
             result, _ = self._bisect(encode_at, lambda r, _: r.bpp, target_bpp, RATE_TOLERANCE)
         elif target_psnr is not None:
             def measured_psnr(r: CompressResult, latents: list) -> float:
-                recon = self._assemble_from_latents(coder, grid, groups, latents, r.quality, radius_for(r.quality))
+                recon = self._reconstruct(coder, grid, context, groups, latents, r.quality, radius_for(r.quality))
                 r.psnr = psnr(planes.rgb, recon)
                 return r.psnr
 
@@ -142,11 +158,11 @@ class Codec:
         result.timings = {**timings, "encode": time.perf_counter() - t, "total": time.perf_counter() - started}
         return result
 
-    def _shape_groups(self, grid: TileGrid, multiple: int, indices: list[int] | None = None) -> Iterator[tuple[tuple[int, int], list[int]]]:
-        """Tiles grouped by coded shape, in chunks of at most ``batch``."""
-        for shape, members in grid.by_shape(multiple, indices).items():
+    def _chunks(self, groups: dict[K, list[int]]) -> Iterator[tuple[K, list[int]]]:
+        """Groups of tiles (by shape or view) in chunks of at most ``batch``."""
+        for key, members in groups.items():
             for k in range(0, len(members), self.batch):
-                yield shape, members[k : k + self.batch]
+                yield key, members[k : k + self.batch]
 
     @staticmethod
     def _bisect(encode_at, measure, target: float, tolerance: float, absolute: bool = False):
@@ -171,11 +187,23 @@ class Codec:
             lo, hi = (q, hi) if value < target else (lo, q)
         return best[1], best[2]
 
-    def _assemble_from_latents(self, coder, grid, groups, latents, quality, radius) -> np.ndarray:
-        tiles: dict[int, np.ndarray] = {}
-        for (shape, chunk), decoded in zip(groups, latents):
-            tiles.update(zip(chunk, tile_arrays(grid, chunk, coder.synthesize(decoded, np.full(len(chunk), quality)))))
+    def _reconstruct(self, coder, grid, context, groups, latents, quality, radius) -> np.ndarray:
+        """The whole image as the decoder will see it, from the encoder's latents (for rate control)."""
+        feeds: TileFeeds = {}
+        for (_, chunk), decoded in zip(groups, latents):
+            add_feeds(feeds, chunk, coder.synthesis_feeds(decoded, np.full(len(chunk), quality)))
+        tiles = self._synthesize(coder, grid, context, list(range(grid.count)), feeds)
         return assemble_rgb(grid, radius, RegionPlan((0, 0, grid.width, grid.height), list(tiles), (0, 0, grid.width, grid.height)), tiles)
+
+    def _synthesize(self, coder: TileCoder, grid: TileGrid, context: int, indices: list[int], feeds: TileFeeds,
+                    progress: Progress | None = None) -> dict[int, np.ndarray]:
+        tiles: dict[int, np.ndarray] = {}
+        for view, chunk in self._chunks(grid.by_view(coder.package.padding_multiple, context, indices)):
+            windows = [window_feeds(grid, i, view, feeds) for i in chunk]
+            tiles.update(zip(chunk, synthesize_windows(coder, view, windows, [tile_size(grid, i) for i in chunk])))
+            if progress:
+                progress(len(chunk))
+        return tiles
 
     # ---------------------------------------------------------------- decompress
     def checked_coder(self, header: bitstream.Header) -> TileCoder:
@@ -190,16 +218,17 @@ class Codec:
         return coder
 
     def decode_tiles(self, data: bytes, header: bitstream.Header, indices: list[int], progress: Progress | None = None) -> dict[int, np.ndarray]:
-        """Decoded tiles (h, w, 3) uint8, cropped to their place in the image, before deblocking."""
+        """Decoded tiles (h, w, 3) uint8, cropped to their place in the image, before deblocking.
+
+        The latents of the neighbours within the context are decoded too: the synthesis reads them.
+        """
         coder = self.checked_coder(header)
-        tiles: dict[int, np.ndarray] = {}
-        for shape, chunk in self._shape_groups(header.grid, coder.package.padding_multiple, indices):
-            payloads = [bitstream.tile_payload(data, header, i) for i in chunk]
-            pixels = coder.decode(payloads, shape, np.full(len(chunk), header.quality))
-            tiles.update(zip(chunk, tile_arrays(header.grid, chunk, pixels)))
-            if progress:
-                progress(len(chunk))
-        return tiles
+        grid = header.grid
+        feeds: TileFeeds = {}
+        for shape, chunk in self._chunks(grid.by_shape(coder.package.padding_multiple, grid.sources(indices, header.context))):
+            latents = coder.decode_latents([bitstream.tile_payload(data, header, i) for i in chunk], shape)
+            add_feeds(feeds, chunk, coder.synthesis_feeds(latents, np.full(len(chunk), header.quality)))
+        return self._synthesize(coder, grid, header.context, indices, feeds, progress)
 
     def decompress(self, data: bytes, region: tuple[int, int, int, int] | None = None, progress: Progress | None = None) -> Image.Image:
         header = bitstream.parse(data)
@@ -219,6 +248,7 @@ class Codec:
             "tile": header.tile,
             "tiles": header.grid.count,
             "deblock": header.deblock,
+            "context": header.context,
             "bytes": len(data),
             "bpp": len(data) * 8 / (header.width * header.height),
             "alpha_bytes": header.alpha_entry[0] if header.alpha_entry else 0,
@@ -226,7 +256,8 @@ class Codec:
 
 
 def check_model(header: bitstream.Header, package: ModelPackage | None) -> None:
-    """Refuse a bitstream whose model is not installed (package None) or is another version."""
+    """Refuse a bitstream whose model is not installed (package None), is another version, or cannot
+    have written the header's context."""
     if package is None:
         raise BitstreamError(f"bitstream needs model {header.model_id!r}, which is not installed")
     if package.fingerprint != header.fingerprint:
@@ -234,6 +265,8 @@ def check_model(header: bitstream.Header, package: ModelPackage | None) -> None:
             f"bitstream was written by a different version of model {header.model_id!r} "
             f"(fingerprint {header.fingerprint.hex()}, installed {package.fingerprint.hex()})"
         )
+    if header.context % package.context_multiple:
+        raise BitstreamError(f"corrupted .lic header: a context of {header.context} px does not fit model {header.model_id!r}")
 
 
 @dataclass(frozen=True)
@@ -260,9 +293,38 @@ def tile_array(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(_to_uint8(pixels[:, :height, :width].transpose(1, 2, 0)))
 
 
-def tile_arrays(grid: TileGrid, chunk: list[int], pixels: np.ndarray) -> list[np.ndarray]:
-    rects = [grid.rect(i) for i in chunk]
-    return [tile_array(p, y1 - y0, x1 - x0) for p, (x0, y0, x1, y1) in zip(pixels, rects)]
+def tile_size(grid: TileGrid, index: int) -> tuple[int, int]:
+    x0, y0, x1, y1 = grid.rect(index)
+    return y1 - y0, x1 - x0
+
+
+def window_pixels(rgb: np.ndarray, grid: TileGrid, index: int, context: int) -> np.ndarray:
+    """The (h, w, 3) uint8 pixels the analysis of tile ``index`` reads."""
+    x0, y0, x1, y1 = grid.window_rect(index, context)
+    return rgb[y0:y1, x0:x1]
+
+
+def analyze_windows(coder: TileCoder, view: TileView, windows: list[np.ndarray]) -> np.ndarray:
+    """g_a over a batch of same-view windows, keeping the latents under each tile: unscaled y."""
+    x = np.stack([extract(w, (0, 0, w.shape[1], w.shape[0]), view.window) for w in windows])
+    return view.inner(coder.analyze(x))
+
+
+def add_feeds(feeds: TileFeeds, chunk: list[int], batch: dict[str, np.ndarray]) -> None:
+    for name, array in batch.items():
+        feeds.setdefault(name, {}).update(zip(chunk, array))
+
+
+def window_feeds(grid: TileGrid, index: int, view: TileView, feeds: TileFeeds) -> dict[str, np.ndarray]:
+    """What g_s reads for tile ``index``: each synthesis input stitched over its window."""
+    return {name: stitch(grid, index, view, planes) for name, planes in feeds.items()}
+
+
+def synthesize_windows(coder: TileCoder, view: TileView, windows: list[dict[str, np.ndarray]],
+                       sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """g_s over a batch of same-view windows, keeping each tile's pixels: (h, w, 3) uint8 per tile."""
+    pixels = view.inner(coder.synthesize({name: np.stack([w[name] for w in windows]) for name in windows[0]}))
+    return [tile_array(p, h, w) for p, (h, w) in zip(pixels, sizes)]
 
 
 def assemble_rgb(grid: TileGrid, radius: int, plan: RegionPlan, tiles: dict[int, np.ndarray]) -> np.ndarray:

@@ -1,10 +1,11 @@
 """Batch API: encode and decode batches of same-shape tiles (from any images, at any qualities).
 
-    analyze(x)                 g_a on a batch: (B,3,H,W) -> unscaled latent y
-    encode(y, qualities)       gain, hyper-analysis, integer hyper-synthesis, quantization, ANS
-                               -> one payload per tile, and the decoded latents (for rate control)
-    decode(payloads, shape, q) ANS + integer hyper-synthesis level by level, then synthesis
-    synthesize(latents, q)     g_s on decoded latents
+    analyze(x)                       g_a on a batch: (B,3,H,W) -> unscaled latent y
+    encode(y, qualities)             gain, hyper-analysis, integer hyper-synthesis, quantization, ANS
+                                     -> one payload per tile, and the decoded latents (for rate control)
+    decode_latents(payloads, shape)  ANS + integer hyper-synthesis level by level
+    synthesis_feeds(latents, q)      what g_s reads of each tile: y_hat (y over the gain), hyper features
+    synthesize(feeds)                g_s on a batch of feeds (tiles' own, or windows stitched with neighbours')
 
 Each tile's payload is self-contained. The symbols a tile decodes to depend only on its payload and
 the integer hyper-synthesis, never on the batch it was coded in or on floating-point details.
@@ -115,12 +116,12 @@ class TileCoder:
             raise BitstreamError("corrupted .lic data: tile payload does not match its model")
         return Latents(values, symbols, features)
 
-    def synthesize(self, latents: Latents, qualities: np.ndarray) -> np.ndarray:
-        """(B,3,H,W) float32 in [0, 1]."""
+    def synthesis_feeds(self, latents: Latents, qualities: np.ndarray) -> dict[str, np.ndarray]:
         _, inverse = self._gains(qualities)
         feeds = {"y_hat": (latents.values["y"] * inverse).astype(np.float32)}
         feeds.update({name: latents.features[name] for name in self.package.synthesis_features})
-        return np.clip(self.backend.run("g_s", feeds)["x_hat"], 0.0, 1.0)
+        return feeds
 
-    def decode(self, payloads: list[bytes], shape: tuple[int, int], qualities: np.ndarray) -> np.ndarray:
-        return self.synthesize(self.decode_latents(payloads, shape), qualities)
+    def synthesize(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """(B,3,H,W) float32 in [0, 1]."""
+        return np.clip(self.backend.run("g_s", feeds)["x_hat"], 0.0, 1.0)

@@ -1,17 +1,46 @@
-"""Fixed-size independent tiles: geometry, extraction with padding, assembly and seam deblocking.
+"""Fixed-size tiles: geometry, context windows, extraction with padding and seam deblocking.
 
 Tiles are what let requests of any size batch together, huge images code in bounded memory, and one
 region decode without the rest. Edge tiles are padded (edge replication) only up to the model's
 padding multiple, so the padding costs few bits; decoding crops it away.
+
+Each tile's payload is entropy-coded alone, but the transforms may see ``context`` pixels of the
+neighbours on each side (a ``TileView``): the analysis runs on the tile's window of the image and keeps
+the latents under the tile; the synthesis runs on the window's latents (stitched from the tile's and
+its neighbours') and keeps the pixels under the tile. With 32 px of context the tiles meet at their
+seams as if the image had been coded whole (benchmarks/tile_context.py).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 DEBLOCK_TAPS = 2  # radius of the binomial smoothing kernel [1, 4, 6, 4, 1] / 16
+K = TypeVar("K")
+MAX_CONTEXT = 64  # px; at most the smallest tile, so a window reaches only the 8 neighbours
+
+
+@dataclass(frozen=True)
+class TileView:
+    """What the transforms see of one tile: its coded shape plus the context around it."""
+
+    coded: tuple[int, int]  # (H, W) the tile is coded at
+    margins: tuple[int, int, int, int]  # context px above, left, below, right (0 at the image's edge)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        top, left, bottom, right = self.margins
+        return top + self.coded[0] + bottom, left + self.coded[1] + right
+
+    def inner(self, array: np.ndarray) -> np.ndarray:
+        """The part of a window-sized array (..., h, w), at any stride, that lies under the tile."""
+        stride = self.window[0] // array.shape[-2]
+        top, left = self.margins[0] // stride, self.margins[1] // stride
+        return array[..., top : top + self.coded[0] // stride, left : left + self.coded[1] // stride]
 
 
 @dataclass(frozen=True)
@@ -43,12 +72,36 @@ class TileGrid:
         x0, y0, x1, y1 = self.rect(index)
         return -(-(y1 - y0) // multiple) * multiple, -(-(x1 - x0) // multiple) * multiple
 
-    def by_shape(self, multiple: int, indices: list[int] | None = None) -> dict[tuple[int, int], list[int]]:
-        """Tile indices grouped by coded shape (what can share one inference batch)."""
-        groups: dict[tuple[int, int], list[int]] = {}
+    def _group(self, key: Callable[[int], K], indices: list[int] | None) -> dict[K, list[int]]:
+        groups: dict[K, list[int]] = {}
         for i in indices if indices is not None else range(self.count):
-            groups.setdefault(self.coded_shape(i, multiple), []).append(i)
+            groups.setdefault(key(i), []).append(i)
         return groups
+
+    def by_shape(self, multiple: int, indices: list[int] | None = None) -> dict[tuple[int, int], list[int]]:
+        """Tile indices grouped by coded shape (what can share one batch of latents)."""
+        return self._group(lambda i: self.coded_shape(i, multiple), indices)
+
+    def view(self, index: int, multiple: int, context: int) -> TileView:
+        x0, y0, x1, y1 = self.rect(index)
+        margins = tuple(context if inside else 0 for inside in (y0 > 0, x0 > 0, y1 < self.height, x1 < self.width))
+        return TileView(self.coded_shape(index, multiple), margins)
+
+    def by_view(self, multiple: int, context: int, indices: list[int] | None = None) -> dict[TileView, list[int]]:
+        """Tile indices grouped by view (what can share one batch of windows)."""
+        return self._group(lambda i: self.view(i, multiple, context), indices)
+
+    def window_rect(self, index: int, context: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the image the tile's window reads: the tile and up to ``context`` px around it."""
+        x0, y0, x1, y1 = self.rect(index)
+        return max(0, x0 - context), max(0, y0 - context), min(self.width, x1 + context), min(self.height, y1 + context)
+
+    def sources(self, indices: list[int], context: int) -> list[int]:
+        """Tiles whose latents the synthesis of ``indices`` reads: they and their neighbours within context."""
+        needed: set[int] = set()
+        for i in indices:
+            needed.update(self.covering(*self.window_rect(i, context)))
+        return sorted(needed)
 
     def covering(self, x0: int, y0: int, x1: int, y1: int) -> list[int]:
         """Tiles intersecting the half-open box, in raster order."""
@@ -65,6 +118,28 @@ def extract(image: np.ndarray, rect: tuple[int, int, int, int], shape: tuple[int
     crop = image[y0:y1, x0:x1]
     padded = np.pad(crop, ((0, shape[0] - crop.shape[0]), (0, shape[1] - crop.shape[1]), (0, 0)), mode="edge")
     return padded.transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def stitch(grid: TileGrid, index: int, view: TileView, planes: Mapping[int, np.ndarray]) -> np.ndarray:
+    """Tile ``index``'s window of a latent-space array, from per-tile planes (..., h, w) at one stride.
+
+    ``planes`` holds the coded planes of the tile and of every neighbour its window reaches.
+    """
+    own = planes[index]
+    stride = view.coded[0] // own.shape[-2]
+    height, width = view.window
+    x0, y0, _, _ = grid.rect(index)
+    wx, wy = x0 - view.margins[1], y0 - view.margins[0]
+    out = np.zeros((*own.shape[:-2], height // stride, width // stride), own.dtype)
+    for j in grid.covering(wx, wy, wx + width, wy + height):
+        jx, jy, _, _ = grid.rect(j)
+        plane = planes[j]
+        ax0, ay0 = max(wx, jx), max(wy, jy)
+        ax1, ay1 = min(wx + width, jx + plane.shape[-1] * stride), min(wy + height, jy + plane.shape[-2] * stride)
+        out[..., (ay0 - wy) // stride : (ay1 - wy) // stride, (ax0 - wx) // stride : (ax1 - wx) // stride] = (
+            plane[..., (ay0 - jy) // stride : (ay1 - jy) // stride, (ax0 - jx) // stride : (ax1 - jx) // stride]
+        )
+    return out
 
 
 def deblock(canvas: np.ndarray, seams_x: list[int], seams_y: list[int], radius: int) -> np.ndarray:

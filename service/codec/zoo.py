@@ -42,6 +42,10 @@ class ModelPackage:
         self.levels = [LevelSpec(**level) for level in self.manifest["levels"]]
         self.synthesis_features: list[str] = self.manifest["synthesis_features"]
         self.padding_multiple: int = max(level.stride for level in self.levels)
+        # Tile context must be whole latent pixels of everything the synthesis reads (y, hyper features).
+        y_stride = next(level.stride for level in self.levels if level.name == "y")
+        feature_strides = {level.hyper: level.stride for level in self.levels if level.hyper}
+        self.context_multiple: int = max([y_stride] + [feature_strides[name] for name in self.synthesis_features])
 
     @property
     def fingerprint(self) -> bytes:

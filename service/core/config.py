@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.codec.codec import DEFAULT_TILE
+from service.codec.codec import DEFAULT_CONTEXT, DEFAULT_TILE
 from service.codec.zoo import DEFAULT_MODEL
 
 
@@ -23,6 +23,8 @@ class Settings(BaseSettings):
 
     default_model: str = DEFAULT_MODEL
     tile: int = DEFAULT_TILE
+    context: int = Field(DEFAULT_CONTEXT, ge=0, le=64, multiple_of=16,
+                         description="px of each neighbouring tile the transforms see (0: independent tiles, with seam deblocking)")
     workers: int = Field(1, ge=1, description="inference worker processes (one per GPU on GPU hosts)")
     threads_per_worker: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 = cores / workers")
     device: str = Field("auto", description="auto | cpu | cuda")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from service.codec import bitstream
-from service.codec.codec import RegionPlan
+from service.codec.codec import RegionPlan, TileFeeds, tile_size, window_feeds, window_pixels
 from service.codec.image_io import Planes
 from service.codec.zoo import ModelPackage
 from service.core.config import Settings
@@ -57,16 +57,19 @@ class Engine:
         self.metrics.queue_depth.set(self.batcher.depth)
 
     async def _execute(self, key: Hashable, values: list[Any]) -> list[Any]:
-        stage, model, shape = key
+        stage, model, geometry = key  # geometry: the tiles' view (encode, synthesis) or coded shape (latents)
+        columns = [list(column) for column in zip(*values)] if stage != "image" else []
         if stage == "encode":
-            payloads, timings = await self.pool.run(worker.encode_tiles, model, shape, [v[0] for v in values], [v[1] for v in values])
+            payloads, timings = await self.pool.run(worker.encode_tiles, model, geometry, *columns)
             self.metrics.inference.labels("analysis").observe(timings["analysis"])
             self.metrics.entropy.labels("encode").observe(timings["entropy_encode"])
             return payloads
-        if stage == "decode":
-            arrays, timings = await self.pool.run(worker.decode_tiles, model, shape, [v[0] for v in values],
-                                                  [v[1] for v in values], [v[2] for v in values])
+        if stage == "latents":
+            feeds, timings = await self.pool.run(worker.decode_latents, model, geometry, *columns)
             self.metrics.entropy.labels("decode").observe(timings["entropy_decode"])
+            return feeds
+        if stage == "synthesis":
+            arrays, timings = await self.pool.run(worker.synthesize_tiles, model, geometry, *columns)
             self.metrics.inference.labels("synthesis").observe(timings["synthesis"])
             return arrays
         return [await self.pool.run(worker.compress_image, model, *value) for value in values]  # "image": rate control
@@ -81,12 +84,14 @@ class Engine:
                 future.cancel()
 
     # ------------------------------------------------------------ operations
-    async def encode(self, model: str, package: ModelPackage, planes: Planes, grid, quality: float) -> list[bytes]:
-        groups = grid.by_shape(package.padding_multiple)
+    async def encode(self, model: str, package: ModelPackage, planes: Planes, grid, quality: float, context: int) -> list[bytes]:
+        groups = grid.by_view(package.padding_multiple, context)
         payloads: list[bytes] = [b""] * grid.count
         results = await asyncio.gather(*(
-            self._gather(("encode", model, shape), [(_crop(planes.rgb, grid.rect(i)), quality) for i in members])
-            for shape, members in groups.items()
+            self._gather(("encode", model, view), [
+                (np.ascontiguousarray(window_pixels(planes.rgb, grid, i, context)), quality) for i in members
+            ])
+            for view, members in groups.items()
         ))
         for members, chunk in zip(groups.values(), results):
             for i, payload in zip(members, chunk):
@@ -111,22 +116,25 @@ class Engine:
         self.metrics.cache.labels("hit").inc(len(tiles))
         missing = [i for i in plan.tiles if i not in tiles]
         self.metrics.cache.labels("miss").inc(len(missing))
-        groups = grid.by_shape(package.padding_multiple, missing)
+        if not missing:
+            return tiles
+        # Entropy-decode the missing tiles and the neighbours their context reaches, then synthesize.
+        multiple, model = package.padding_multiple, header.model_id
+        sources = grid.by_shape(multiple, grid.sources(missing, header.context))
         results = await asyncio.gather(*(
-            self._gather(("decode", header.model_id, shape), [
-                (bitstream.tile_payload(data, header, i), header.quality, _size(grid.rect(i))) for i in members
-            ])
-            for shape, members in groups.items()
+            self._gather(("latents", model, shape), [(bitstream.tile_payload(data, header, i), header.quality) for i in members])
+            for shape, members in sources.items()
         ))
-        fresh = {i: array for members, arrays in zip(groups.values(), results) for i, array in zip(members, arrays)}
+        feeds: TileFeeds = {}
+        for members, per_tile in zip(sources.values(), results):
+            for i, tile_feeds in zip(members, per_tile):
+                for name, plane in tile_feeds.items():
+                    feeds.setdefault(name, {})[i] = plane
+        views = grid.by_view(multiple, header.context, missing)
+        results = await asyncio.gather(*(
+            self._gather(("synthesis", model, view), [(window_feeds(grid, i, view, feeds), tile_size(grid, i)) for i in members])
+            for view, members in views.items()
+        ))
+        fresh = {i: array for members, arrays in zip(views.values(), results) for i, array in zip(members, arrays)}
         await self.cache.set_many({keys[i]: array.tobytes() for i, array in fresh.items()})
         return tiles | fresh
-
-
-def _crop(rgb: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
-    x0, y0, x1, y1 = rect
-    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
-
-
-def _size(rect: tuple[int, int, int, int]) -> tuple[int, int]:
-    return rect[3] - rect[1], rect[2] - rect[0]

@@ -13,9 +13,9 @@ import numpy as np
 
 from service.codec import Codec
 from service.codec.backend import OnnxBackend
-from service.codec.codec import tile_array
+from service.codec.codec import analyze_windows, synthesize_windows
 from service.codec.image_io import Planes
-from service.codec.tiles import extract
+from service.codec.tiles import TileView
 
 _codec: Codec | None = None
 _device = "cpu"
@@ -41,41 +41,53 @@ def initialize(settings: dict, counter) -> None:
     threads = settings["threads"]
     _codec = Codec(
         backend_factory=lambda package: OnnxBackend(package, providers=providers, threads=threads),
-        tile=settings["tile"], max_pixels=settings["max_pixels"], max_tiles=settings["max_tiles"],
+        tile=settings["tile"], context=settings["context"], max_pixels=settings["max_pixels"], max_tiles=settings["max_tiles"],
     )
-    tile = settings["tile"]
+    tile, context, model = settings["tile"], settings["context"], settings["default_model"]
+    view = TileView((tile, tile), (context,) * 4)  # an inner tile of a large image
     rng = np.random.default_rng(index)
     for batch in settings["warmup_batches"]:
-        tiles = [rng.integers(0, 256, (tile, tile, 3), dtype=np.uint8) for _ in range(batch)]
-        payloads, _ = encode_tiles(settings["default_model"], (tile, tile), tiles, [4.0] * batch)
-        decode_tiles(settings["default_model"], (tile, tile), payloads, [4.0] * batch)
+        windows = [rng.integers(0, 256, (*view.window, 3), dtype=np.uint8) for _ in range(batch)]
+        payloads, _ = encode_tiles(model, view, windows, [4.0] * batch)
+        feeds, _ = decode_latents(model, (tile, tile), payloads, [4.0] * batch)
+        padded = [{name: _zero_window(plane, context, tile) for name, plane in f.items()} for f in feeds]
+        synthesize_tiles(model, view, padded, [(tile, tile)] * batch)
+
+
+def _zero_window(plane: np.ndarray, context: int, tile: int) -> np.ndarray:
+    """A tile's (C, h, w) plane zero-padded by the context on every side, as an inner tile's window."""
+    margin = context * plane.shape[-1] // tile
+    return np.pad(plane, [(0, 0), (margin, margin), (margin, margin)])
 
 
 def ping() -> tuple[int, str]:
     return os.getpid(), _device
 
 
-def encode_tiles(model: str, shape: tuple[int, int], tiles: list[np.ndarray], qualities: list[float]) -> tuple[list[bytes], dict]:
-    """uint8 tiles (h, w, 3), each at most ``shape`` -> one payload per tile, and stage timings."""
+def encode_tiles(model: str, view: TileView, windows: list[np.ndarray], qualities: list[float]) -> tuple[list[bytes], dict]:
+    """uint8 windows (h, w, 3) of tiles that share one view -> one payload per tile, and stage timings."""
     coder = _codec.coder(model)
     t0 = time.perf_counter()
-    y = coder.analyze(np.stack([extract(t, (0, 0, t.shape[1], t.shape[0]), shape) for t in tiles]))
+    y = analyze_windows(coder, view, windows)
     t1 = time.perf_counter()
     payloads, _ = coder.encode(y, np.asarray(qualities))
     return payloads, {"analysis": t1 - t0, "entropy_encode": time.perf_counter() - t1}
 
 
-def decode_tiles(model: str, shape: tuple[int, int], payloads: list[bytes], qualities: list[float],
-                 sizes: list[tuple[int, int]] | None = None) -> tuple[list[np.ndarray], dict]:
-    """Payloads -> uint8 tiles cropped to ``sizes`` (h, w) (default: the full coded shape)."""
+def decode_latents(model: str, shape: tuple[int, int], payloads: list[bytes], qualities: list[float]) -> tuple[list[dict], dict]:
+    """Payloads of one coded shape -> per tile, what the synthesis reads of it (y_hat, hyper features)."""
     coder = _codec.coder(model)
     t0 = time.perf_counter()
-    latents = coder.decode_latents(payloads, shape)
-    t1 = time.perf_counter()
-    pixels = coder.synthesize(latents, np.asarray(qualities))
-    t2 = time.perf_counter()
-    arrays = [tile_array(p, h, w) for p, (h, w) in zip(pixels, sizes or [shape] * len(payloads))]
-    return arrays, {"entropy_decode": t1 - t0, "synthesis": t2 - t1}
+    feeds = coder.synthesis_feeds(coder.decode_latents(payloads, shape), np.asarray(qualities))
+    per_tile = [{name: array[k] for name, array in feeds.items()} for k in range(len(payloads))]
+    return per_tile, {"entropy_decode": time.perf_counter() - t0}
+
+
+def synthesize_tiles(model: str, view: TileView, windows: list[dict], sizes: list[tuple[int, int]]) -> tuple[list[np.ndarray], dict]:
+    """Stitched synthesis inputs of tiles that share one view -> uint8 tiles cropped to ``sizes`` (h, w)."""
+    t0 = time.perf_counter()
+    arrays = synthesize_windows(_codec.coder(model), view, windows, sizes)
+    return arrays, {"synthesis": time.perf_counter() - t0}
 
 
 def compress_image(model: str, planes: Planes, target_bpp: float | None, target_psnr: float | None, tile: int) -> tuple[bytes, float, float | None, dict]:

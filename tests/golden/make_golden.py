@@ -39,6 +39,7 @@ def symbol_digest(codec: Codec, data: bytes) -> str:
 
 FIRST_MODEL = "ms-64-96"  # the first release: four cases covering tiling, grayscale and alpha
 LATER_MODELS = ["fact-64-96", "hp-64-96", "ms-64-96-r2", "c2f-64-96", "c2f-64-96-r2", "ms-128-192", "c2f-64-96-r3"]  # one multi-tile case each
+CONTEXT_MODELS = ["ms-128-192", "c2f-64-96-r3"]  # format version 2: tiles coded with 32 px of context (y; y and hyper features)
 
 
 def cases() -> dict[str, tuple[Image.Image, dict]]:
@@ -53,6 +54,8 @@ def cases() -> dict[str, tuple[Image.Image, dict]]:
         "gray-q3.25": (crop.convert("L").resize((150, 77)), {**first, "quality": 3.25}),
         "rgba-q8": (rgba, {**first, "quality": 8.0}),
         **{f"{m}-q3-tile64": (crop.crop((0, 0, 160, 100)), {"model": m, "quality": 3.0, "tile": 64}) for m in LATER_MODELS},
+        **{f"{m}-q5-tile64-context32": (crop.crop((0, 0, 200, 150)), {"model": m, "quality": 5.0, "tile": 64, "context": 32})
+           for m in CONTEXT_MODELS},
     }
 
 
@@ -62,7 +65,7 @@ def main() -> None:
     for name, (image, options) in cases().items():
         if name in expected or options["model"] not in available_models():
             continue
-        codec = Codec(tile=options.get("tile", 512))
+        codec = Codec(tile=options.get("tile", 512), context=options.get("context", 0))
         data = codec.compress(image, model=options["model"], quality=options["quality"]).data
         (HERE / f"{name}.lic").write_bytes(data)
         (HERE / f"{name}.png").write_bytes(write_image(codec.decompress(data), "png"))
