@@ -42,6 +42,13 @@ class TileView:
         top, left = self.margins[0] // stride, self.margins[1] // stride
         return array[..., top : top + self.coded[0] // stride, left : left + self.coded[1] // stride]
 
+    def grow(self, plane: np.ndarray) -> np.ndarray:
+        """A tile's own (C, h, w) plane grown to the window by edge replication: the window's shape
+        without the neighbours' content (for warm-up and timing)."""
+        stride = self.coded[0] // plane.shape[-2]
+        top, left, bottom, right = (m // stride for m in self.margins)
+        return np.pad(plane, [(0, 0), (top, bottom), (left, right)], mode="edge")
+
 
 @dataclass(frozen=True)
 class TileGrid:

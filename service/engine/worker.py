@@ -50,14 +50,8 @@ def initialize(settings: dict, counter) -> None:
         windows = [rng.integers(0, 256, (*view.window, 3), dtype=np.uint8) for _ in range(batch)]
         payloads, _ = encode_tiles(model, view, windows, [4.0] * batch)
         feeds, _ = decode_latents(model, (tile, tile), payloads, [4.0] * batch)
-        padded = [{name: _zero_window(plane, context, tile) for name, plane in f.items()} for f in feeds]
-        synthesize_tiles(model, view, padded, [(tile, tile)] * batch)
-
-
-def _zero_window(plane: np.ndarray, context: int, tile: int) -> np.ndarray:
-    """A tile's (C, h, w) plane zero-padded by the context on every side, as an inner tile's window."""
-    margin = context * plane.shape[-1] // tile
-    return np.pad(plane, [(0, 0), (margin, margin), (margin, margin)])
+        grown = [{name: view.grow(plane) for name, plane in f.items()} for f in feeds]
+        synthesize_tiles(model, view, grown, [(tile, tile)] * batch)
 
 
 def ping() -> tuple[int, str]:
