@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from service.codec.codec import psnr
+from service.engine.cache import pack_arrays, unpack_arrays
 from tests.conftest import KODIM01, png_bytes
 from tests.service_harness import RedisServer, ServiceProcess
 from tests.test_codec import png_claiming
@@ -103,15 +104,21 @@ def test_concurrent_requests_are_batched_and_answered_separately(service, kodim0
 
 
 def test_repeated_and_overlapping_decodes_hit_the_cache(service, kodim01_bytes):
+    def latents(result: str) -> float:
+        return service.metric("lic_latent_cache_requests_total", result=result)
+
     with service.client() as client:
         data = client.post("/compress", content=kodim01_bytes, headers=PNG, params={"quality": 6, "tile": 256}).content
         hits, misses = service.metric("lic_tile_cache_requests_total", result="hit"), service.metric("lic_tile_cache_requests_total", result="miss")
+        latent_hits, latent_misses = latents("hit"), latents("miss")
         first = client.post("/decompress", content=data, headers=LIC, params={"region": "0,0,300,200"})
         assert first.status_code == 200 and first.headers["x-lic-tiles-decoded"] == "2"
         assert service.metric("lic_tile_cache_requests_total", result="miss") - misses == 2
+        assert latents("miss") - latent_misses == 6  # tiles 0 and 1 read the latents of all six 256 px tiles
         second = client.post("/decompress", content=data, headers=LIC, params={"region": "200,0,400,200"})
         assert service.metric("lic_tile_cache_requests_total", result="hit") - hits == 2  # tiles 0 and 1 again
         assert service.metric("lic_tile_cache_requests_total", result="miss") - misses == 3  # only tile 2 is new
+        assert latents("hit") - latent_hits == 4 and latents("miss") - latent_misses == 6  # tile 2 reads 1, 2, 4, 5
         full = np.asarray(Image.open(io.BytesIO(client.post("/decompress", content=data, headers=LIC).content)))
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(second.content))), full[0:200, 200:600])
 
@@ -218,3 +225,12 @@ def test_sigterm_finishes_in_flight_requests(kodim01_bytes):
     # uvicorn re-raises the captured SIGTERM once shut down, so the exit status is -SIGTERM.
     assert process.process.wait(60) in (0, -15)
     assert "Application shutdown complete" in process.stop()
+
+
+def test_latent_cache_entries_roundtrip_and_garbage_is_a_miss():
+    arrays = {"y_hat": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "h_s1": np.ones((1, 2, 2), np.float32)}
+    back = unpack_arrays(pack_arrays(arrays))
+    assert set(back) == set(arrays) and all(np.array_equal(back[k], arrays[k]) for k in arrays)
+    packed = pack_arrays(arrays)
+    for garbage in (b"", b"not an npz", packed[: len(packed) // 2]):
+        assert unpack_arrays(garbage) is None

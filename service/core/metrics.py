@@ -27,10 +27,13 @@ class Metrics:
         self.bytes_out = Counter("lic_response_bytes_total", "response body bytes", ["endpoint"], registry=r)
         self.pixels = Counter("lic_pixels_total", "image pixels compressed or decompressed", ["endpoint"], registry=r)
         self.cache = Counter("lic_tile_cache_requests_total", "decoded-tile cache lookups", ["result"], registry=r)
+        self.latent_cache = Counter("lic_latent_cache_requests_total", "cache lookups of decoded latents (neighbours' context)", ["result"], registry=r)
         self.queue_depth = Gauge("lic_queue_depth_tiles", "tiles waiting for a worker", registry=r)
         self.in_flight = Gauge("lic_in_flight_requests", "requests being processed", registry=r)
         self.workers = Gauge("lic_workers", "inference worker processes", ["device"], registry=r)
         self.rejected = Counter("lic_rejected_requests_total", "requests refused before processing", ["reason"], registry=r)
         for result in ("hit", "miss", "error"):  # series exist (at 0) before the first event
             self.cache.labels(result)
+        for result in ("hit", "miss"):
+            self.latent_cache.labels(result)
         self.rejected.labels("queue_full")

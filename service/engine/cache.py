@@ -1,26 +1,46 @@
 """Decoded-tile cache: Redis when ``LIC_REDIS_URL`` is set, an in-process LRU otherwise.
 
 Keys: ``lic:tile:v1:<model>:<fingerprint>:<sha256 of the bitstream>:<tile index>``, values: the tile's
-uint8 RGB pixels before deblocking (output format and region do not matter at this level). Redis
+uint8 RGB pixels before deblocking (output format and region do not matter at this level). Keys
+``lic:latents:v1:...`` hold a tile's decoded latents (what the synthesis reads, as an .npz), which
+the neighbours of a tile coded with context need. Redis
 should run with ``maxmemory`` and ``maxmemory-policy allkeys-lru``; entries also carry a TTL.
 If Redis is slow or down, lookups count as errors and the request goes on uncached; after an error
 the cache is skipped for ``retry_s`` so a dead Redis does not add a timeout to every request.
 """
 from __future__ import annotations
 
+import io
 import logging
 import time
+import zipfile
 from collections import OrderedDict
 from typing import Protocol
 
+import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 log = logging.getLogger("lic.cache")
 
 
-def tile_key(model: str, fingerprint: str, content_hash: str, index: int) -> str:
-    return f"lic:tile:v1:{model}:{fingerprint}:{content_hash}:{index}"
+def tile_key(model: str, fingerprint: str, content_hash: str, index: int, kind: str = "tile") -> str:
+    return f"lic:{kind}:v1:{model}:{fingerprint}:{content_hash}:{index}"
+
+
+def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def unpack_arrays(data: bytes) -> dict[str, np.ndarray] | None:
+    """The arrays of ``pack_arrays``, or None for an entry that does not read (counted as a miss)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError):
+        return None
 
 
 class TileCache(Protocol):

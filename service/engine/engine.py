@@ -16,7 +16,7 @@ from service.core.config import Settings
 from service.core.metrics import Metrics
 from service.engine import worker
 from service.engine.batcher import DynamicBatcher
-from service.engine.cache import MemoryTileCache, RedisTileCache, TileCache, tile_key
+from service.engine.cache import MemoryTileCache, RedisTileCache, TileCache, pack_arrays, tile_key, unpack_arrays
 from service.engine.pool import WorkerPool
 
 
@@ -118,18 +118,10 @@ class Engine:
         self.metrics.cache.labels("miss").inc(len(missing))
         if not missing:
             return tiles
-        # Entropy-decode the missing tiles and the neighbours their context reaches, then synthesize.
+        # Latents of the missing tiles and of the neighbours their context reaches, then the synthesis.
         multiple, model = package.padding_multiple, header.model_id
-        sources = grid.by_shape(multiple, grid.sources(missing, header.context))
-        results = await asyncio.gather(*(
-            self._gather(("latents", model, shape), [(bitstream.tile_payload(data, header, i), header.quality) for i in members])
-            for shape, members in sources.items()
-        ))
-        feeds: TileFeeds = {}
-        for members, per_tile in zip(sources.values(), results):
-            for i, tile_feeds in zip(members, per_tile):
-                for name, plane in tile_feeds.items():
-                    feeds.setdefault(name, {})[i] = plane
+        partial = header.context > 0 and len(plan.tiles) < grid.count
+        feeds = await self._latents(data, header, package, content, grid.sources(missing, header.context), reuse=partial)
         views = grid.by_view(multiple, header.context, missing)
         results = await asyncio.gather(*(
             self._gather(("synthesis", model, view), [(window_feeds(grid, i, view, feeds), tile_size(grid, i)) for i in members])
@@ -138,3 +130,42 @@ class Engine:
         fresh = {i: array for members, arrays in zip(views.values(), results) for i, array in zip(members, arrays)}
         await self.cache.set_many({keys[i]: array.tobytes() for i, array in fresh.items()})
         return tiles | fresh
+
+    async def _latents(self, data: bytes, header: bitstream.Header, package: ModelPackage, content: str,
+                       sources: list[int], reuse: bool) -> TileFeeds:
+        """What the synthesis reads of each source tile, entropy-decoded through the batcher.
+
+        With ``reuse`` (a partial decode of tiles coded with context) the latents also go through the
+        cache: the next request for a neighbouring tile needs most of them again.
+        """
+        grid, model = header.grid, header.model_id
+        keys = {i: tile_key(model, package.manifest["fingerprint"], content, i, kind="latents") for i in sources}
+        known: dict[int, dict[str, np.ndarray]] = {}
+        if reuse:
+            for i, value in zip(sources, await self.cache.get_many(list(keys.values()))):
+                arrays = unpack_arrays(value) if value is not None else None
+                if arrays is not None and _fits(arrays, grid.coded_shape(i, package.padding_multiple), package):
+                    known[i] = arrays
+            self.metrics.latent_cache.labels("hit").inc(len(known))
+            self.metrics.latent_cache.labels("miss").inc(len(sources) - len(known))
+        groups = grid.by_shape(package.padding_multiple, [i for i in sources if i not in known])
+        results = await asyncio.gather(*(
+            self._gather(("latents", model, shape), [(bitstream.tile_payload(data, header, i), header.quality) for i in members])
+            for shape, members in groups.items()
+        ))
+        fresh = {i: arrays for members, per_tile in zip(groups.values(), results) for i, arrays in zip(members, per_tile)}
+        if reuse:
+            await self.cache.set_many({keys[i]: pack_arrays(arrays) for i, arrays in fresh.items()})
+        feeds: TileFeeds = {}
+        for i, arrays in (known | fresh).items():
+            for name, plane in arrays.items():
+                feeds.setdefault(name, {})[i] = plane
+        return feeds
+
+
+def _fits(arrays: dict[str, np.ndarray], coded: tuple[int, int], package: ModelPackage) -> bool:
+    """A cached latents entry has the planes this model's synthesis reads, at a shape the tile can have."""
+    if set(arrays) != {"y_hat", *package.synthesis_features}:
+        return False
+    return all(a.ndim == 3 and a.dtype == np.float32 and coded[0] % a.shape[1] == 0 and coded[1] % a.shape[2] == 0
+               and coded[0] // a.shape[1] == coded[1] // a.shape[2] for a in arrays.values())
