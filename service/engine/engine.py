@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -83,20 +83,20 @@ class Engine:
             for future in futures:
                 future.cancel()
 
+    async def _run_groups(self, stage: str, model: str, groups: dict[Hashable, list[int]],
+                          value: Callable[[Hashable, int], Any]) -> dict[int, Any]:
+        """Each group of tiles through the batcher under (stage, model, group key), with ``value(key, tile)``
+        as a tile's work item: the result per tile index."""
+        results = await asyncio.gather(*(
+            self._gather((stage, model, key), [value(key, i) for i in members]) for key, members in groups.items()
+        ))
+        return {i: result for members, chunk in zip(groups.values(), results) for i, result in zip(members, chunk)}
+
     # ------------------------------------------------------------ operations
     async def encode(self, model: str, package: ModelPackage, planes: Planes, grid, quality: float, context: int) -> list[bytes]:
-        groups = grid.by_view(package.padding_multiple, context)
-        payloads: list[bytes] = [b""] * grid.count
-        results = await asyncio.gather(*(
-            self._gather(("encode", model, view), [
-                (np.ascontiguousarray(window_pixels(planes.rgb, grid, i, context)), quality) for i in members
-            ])
-            for view, members in groups.items()
-        ))
-        for members, chunk in zip(groups.values(), results):
-            for i, payload in zip(members, chunk):
-                payloads[i] = payload
-        return payloads
+        payloads = await self._run_groups("encode", model, grid.by_view(package.padding_multiple, context),
+                                          lambda _, i: (np.ascontiguousarray(window_pixels(planes.rgb, grid, i, context)), quality))
+        return [payloads[i] for i in range(grid.count)]
 
     async def compress_image(self, model: str, planes: Planes, target_bpp: float | None, target_psnr: float | None, tile: int):
         (result,) = await self._gather(("image", model, None), [(planes, target_bpp, target_psnr, tile)])
@@ -119,15 +119,11 @@ class Engine:
         if not missing:
             return tiles
         # Latents of the missing tiles and of the neighbours their context reaches, then the synthesis.
-        multiple, model = package.padding_multiple, header.model_id
         partial = header.context > 0 and len(plan.tiles) < grid.count
         feeds = await self._latents(data, header, package, content, grid.sources(missing, header.context), reuse=partial)
-        views = grid.by_view(multiple, header.context, missing)
-        results = await asyncio.gather(*(
-            self._gather(("synthesis", model, view), [(window_feeds(grid, i, view, feeds), tile_size(grid, i)) for i in members])
-            for view, members in views.items()
-        ))
-        fresh = {i: array for members, arrays in zip(views.values(), results) for i, array in zip(members, arrays)}
+        views = grid.by_view(package.padding_multiple, header.context, missing)
+        fresh = await self._run_groups("synthesis", header.model_id, views,
+                                       lambda view, i: (window_feeds(grid, i, view, feeds), tile_size(grid, i)))
         await self.cache.set_many({keys[i]: array.tobytes() for i, array in fresh.items()})
         return tiles | fresh
 
@@ -148,12 +144,8 @@ class Engine:
                     known[i] = arrays
             self.metrics.latent_cache.labels("hit").inc(len(known))
             self.metrics.latent_cache.labels("miss").inc(len(sources) - len(known))
-        groups = grid.by_shape(package.padding_multiple, [i for i in sources if i not in known])
-        results = await asyncio.gather(*(
-            self._gather(("latents", model, shape), [(bitstream.tile_payload(data, header, i), header.quality) for i in members])
-            for shape, members in groups.items()
-        ))
-        fresh = {i: arrays for members, per_tile in zip(groups.values(), results) for i, arrays in zip(members, per_tile)}
+        shapes = grid.by_shape(package.padding_multiple, [i for i in sources if i not in known])
+        fresh = await self._run_groups("latents", model, shapes, lambda _, i: (bitstream.tile_payload(data, header, i), header.quality))
         if reuse:
             await self.cache.set_many({keys[i]: pack_arrays(arrays) for i, arrays in fresh.items()})
         feeds: TileFeeds = {}
