@@ -1,8 +1,9 @@
 """``lic export``: a trained checkpoint -> a released model package under models/zoo/<id>/.
 
-Writes the ONNX graphs (opset 17, dynamic batch/H/W), tables.npz (integer frequency tables and the
-quality gains), checks every graph against PyTorch, measures Kodak through the real run time
-(onnxruntime, real bytes) and writes manifest.json with sha256 of every file and a fingerprint.
+Writes the ONNX graphs (opset 17, dynamic batch/H/W, weights in the narrowest exact type), tables.npz
+(integer frequency tables and the quality gains), checks every graph against PyTorch, measures Kodak
+through the real run time (onnxruntime, real bytes) and writes manifest.json with sha256 of every
+file and a fingerprint.
 Also writes the fp16 checkpoint the package was made from (models/checkpoints/<id>.pt): the source
 for the PyTorch backend, for warm starts and for resuming training in a later session.
 """
@@ -88,8 +89,11 @@ def export_onnx(model: VariableRateCodec, out_dir: Path) -> dict[str, float]:
         )
         # Check at a different batch and size than traced, so dynamic axes are exercised too.
         check = example_inputs(model, name, size=192)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = session.run(None, {n: t[:1].numpy() for n, t in zip(input_names, check)})
+        feeds = {n: t[:1].numpy() for n, t in zip(input_names, check)}
+        wide = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+        compact_initializers(path)
+        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+        assert all(np.array_equal(a, b) for a, b in zip(got, wide)), f"{name}: compact weights changed the outputs"
         with torch.no_grad():
             want = module(*[t[:1] for t in check])
         want = want if isinstance(want, tuple) else (want,)
@@ -98,6 +102,33 @@ def export_onnx(model: VariableRateCodec, out_dir: Path) -> dict[str, float]:
             assert max(diffs) == 0.0, f"integer hyper-synthesis {name} is not bit-exact in onnxruntime: {diffs}"
         tolerance[name] = max(diffs)
     return tolerance
+
+
+NARROWER = {np.dtype(np.float32): np.float16, np.dtype(np.int32): np.int16}
+
+
+def compact_initializers(path: Path) -> None:
+    """Store each weight in the narrowest type that holds it exactly (float32 -> float16, int32 -> int16)
+    behind a Cast back to its type: the fp16-trained weights take half the bytes in git, and run time
+    sees the very same numbers."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    casts = []
+    for initializer in model.graph.initializer:
+        array = numpy_helper.to_array(initializer)
+        narrow = NARROWER.get(array.dtype)
+        if narrow is None or not np.array_equal(array.astype(narrow).astype(array.dtype), array):
+            continue
+        name, stored = initializer.name, f"{initializer.name}.stored"
+        initializer.CopyFrom(numpy_helper.from_array(array.astype(narrow), stored))
+        casts.append(helper.make_node("Cast", [stored], [name], to=helper.np_dtype_to_tensor_dtype(array.dtype)))
+    nodes = casts + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def write_tables(model: VariableRateCodec, out_dir: Path) -> None:

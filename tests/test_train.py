@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import torch
 
 DATA = Path(__file__).parent / "data"
@@ -37,6 +38,10 @@ def test_train_resume_and_export(tmp_path):
     assert manifest["training"]["steps"] == 4 and manifest["architecture"] == "mean-scale"
     assert manifest["onnx"]["max_abs_diff_vs_pytorch"]["h_s"] == 0.0
     assert max(manifest["onnx"]["max_abs_diff_vs_pytorch"].values()) < 1e-3
+    # The fp16-trained weights are stored as float16 (export asserts that outputs do not change).
+    g_a = onnx.load(str(zoo / "t" / "g_a.onnx"))
+    floats = {i.data_type for i in g_a.graph.initializer} & {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    assert floats == {onnx.TensorProto.FLOAT16}
 
 
 def test_a_time_budget_ends_the_run_by_itself(tmp_path):
