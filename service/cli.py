@@ -104,7 +104,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         widths = ",".join(f"{k}={v}" for k, v in m["widths"].items())
         print(f"{model_id}{' (default)' if model_id == DEFAULT_MODEL else ''}: {m['architecture']} [{widths}] "
               f"qualities {m['qualities']['min']}..{m['qualities']['max']}, {m['training']['steps']} steps"
-              + (f" after {warm['steps']} warm-start steps" if (warm := m["training"].get("warm_start")) else ""))
+              + (f" after {steps} warm-start steps" if (steps := (m["training"].get("warm_start") or {}).get("steps")) else ""))
         for row in m.get("kodak", []):
             print(f"    q{row['quality']:g}: Kodak {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB")
 
