@@ -12,6 +12,9 @@
 #   python -m models.shard ../shared/data/train gpu/train --quality 84 --scale 0.55 --min-side 272  # 41 MiB
 #   move models/zoo and every models/checkpoints/*.pt except the two named below out of the tree,
 #   call with carry ["gpu"], then move them back.
+# After it, per run: copy $OUT/NAME.jsonl to runs/NAME/log.jsonl and $OUT/NAME.pt to runs/NAME/release.pt,
+#   python -m models.evaluate runs/NAME/release.pt runs/NAME/log.jsonl --machine "H200 (leased) cuda, bf16"
+#   lic export runs/NAME/release.pt --id NAME --kodak ../shared/data/kodak   # if it is worth releasing
 set -u
 minutes=${1:?minutes}
 out=${OUT:-/tmp/out}
