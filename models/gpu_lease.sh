@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One leased-GPU training session, run on the device machine from the repository root:
-#   bash models/gpu_lease.sh MINUTES      # 7.8 fits one 600 s call; a lease has 15 device-minutes in all,
-#                                         # so a second, fresh machine can add about 4 more (runs.json: ms-128-192-r3)
+#   bash models/gpu_lease.sh 7.8     # fits one 600 s call; a lease has 15 device-minutes in all, so then at once,
+#   bash models/gpu_lease.sh 12.2    # on the still-warm machine, resumes both runs for 4.4 more (runs.json: ms-128-192-r4)
 # Trains two runs side by side on the one GPU (one alone leaves it idle between kernel launches), each
 # ending by itself, decayed, after MINUTES of training; then writes their fp16 weights (release
 # checkpoints, for `lic export`) and logs to $OUT (about 30 s of start-up and export beside MINUTES). Calling
@@ -22,12 +22,13 @@ mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 common=(--data gpu/train --patch 256 --batch 16 --per-image 16 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
-python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from models/checkpoints/ms-128-192-r3.pt \
-  --lr 3e-4 --decay-from 0.3 --run /tmp/a/ms-128-192-r4 "${common[@]}" >"$out/ms-128-192-r4.log" 2>&1 &
-python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from models/checkpoints/c2f-64-96-r5.pt \
-  --lr 2e-4 --decay-from 0.3 --run /tmp/b/c2f-64-96-r6 "${common[@]}" >"$out/c2f-64-96-r6.log" 2>&1 &
+ms=ms-128-192-r5 c2f=c2f-64-96-r7  # continuing the released ms-128-192-r4 and c2f-64-96-r6
+python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from models/checkpoints/ms-128-192-r4.pt \
+  --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms "${common[@]}" >"$out/$ms.log" 2>&1 &
+python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from models/checkpoints/c2f-64-96-r6.pt \
+  --lr 2e-4 --decay-from 0.3 --run /tmp/b/$c2f "${common[@]}" >"$out/$c2f.log" 2>&1 &
 wait
-for run in /tmp/a/ms-128-192-r4 /tmp/b/c2f-64-96-r6; do
+for run in /tmp/a/$ms /tmp/b/$c2f; do
   name=$(basename "$run")
   cp "$run/log.jsonl" "$out/$name.jsonl"
   python3 -c "import sys; from pathlib import Path; from models.export import load_checkpoint, release_checkpoint
