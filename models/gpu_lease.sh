@@ -10,8 +10,8 @@
 #
 # Before the call, on the CPU machine (the tree that travels must stay under 64 MiB):
 #   python -m models.shard ../shared/data/train gpu/train --quality 84 --scale 0.55 --min-side 272  # 41 MiB
-#   move models/zoo and every models/checkpoints/*.pt except the two named below out of the tree,
-#   call with carry ["gpu"], then move them back.
+#   move models/zoo and every models/checkpoints/*.pt except the two warm starts (ms_from, c2f_from
+#   below) out of the tree, call with carry ["gpu"], then move them back.
 # After it, per run: copy $OUT/NAME.jsonl to runs/NAME/log.jsonl and $OUT/NAME.pt to runs/NAME/release.pt,
 #   python -m models.evaluate runs/NAME/release.pt runs/NAME/log.jsonl --machine "H200 (leased) cuda, bf16"
 #   lic export runs/NAME/release.pt --id NAME --kodak ../shared/data/kodak   # if it is worth releasing
@@ -22,10 +22,10 @@ mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 common=(--data gpu/train --patch 256 --batch 16 --per-image 16 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
-ms=ms-128-192-r5 c2f=c2f-64-96-r7  # continuing the released ms-128-192-r4 and c2f-64-96-r6
-python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from models/checkpoints/ms-128-192-r4.pt \
+ms_from=ms-128-192-r4 ms=ms-128-192-r5 c2f_from=c2f-64-96-r6 c2f=c2f-64-96-r7  # released warm start -> new run
+python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "models/checkpoints/$ms_from.pt" \
   --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms "${common[@]}" >"$out/$ms.log" 2>&1 &
-python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from models/checkpoints/c2f-64-96-r6.pt \
+python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from "models/checkpoints/$c2f_from.pt" \
   --lr 2e-4 --decay-from 0.3 --run /tmp/b/$c2f "${common[@]}" >"$out/$c2f.log" 2>&1 &
 wait
 for run in /tmp/a/$ms /tmp/b/$c2f; do
