@@ -21,9 +21,9 @@ out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-# Batch 32 (the first three leases ran 16): a step of ms-128-192 dispatches about 2,300 operators
-# (PyTorch profiler), so its ~18.5 ms per step at batch 16 was mostly host-side launch overhead, not
-# GPU work, and twice the batch should cost little more per step (the logs' steps/s will tell).
+# Batch 32 (the first three leases ran 16): at batch 16 a step of ms-128-192 is 0.56 TFLOP (torch
+# FlopCounter), an estimated 2-4 ms of H200 work, yet took 18.5 ms. The rest is host-side dispatch of
+# its ~2,000 PyTorch operators, so twice the batch should cost little more per step (see the logs' steps/s).
 # Seed 1: fresh crops and downscales of the shard; the first three leases all drew the seed-0 pool
 # (benchmarks/generalisation.py finds no memorisation of it).
 common=(--data gpu/train --patch 256 --batch 32 --per-image 16 --seed 1 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
