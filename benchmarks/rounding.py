@@ -35,6 +35,7 @@ from models.entropy_models import gaussian_likelihood, scale_from_position  # no
 from models.export import load_checkpoint  # noqa: E402
 from service.bench.bd import bd_rate  # noqa: E402
 from service.bench.speed import machine  # noqa: E402
+from service.codec.codec import psnr  # noqa: E402
 
 RDOQ_ALPHAS = (1.0, 2.0, 4.0, 8.0)
 OFFSET_STRENGTHS = (1.0, 0.5)
@@ -101,10 +102,9 @@ def point(model: MeanScaleHyperprior, lat: Latents, symbols: torch.Tensor, decod
     h, w = rgb.shape[:2]
     with torch.no_grad():
         x_hat = model.g_s((decoded + lat.mean) * lat.inverse_gain)[0, :, :h, :w].clamp(0, 1)
-    out = (x_hat.permute(1, 2, 0).numpy() * 255).round()
-    mse = float(((out - rgb.astype(np.float64)) ** 2).mean())
+    out = np.rint(x_hat.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     bits = lat.bits(symbols).sum().item() + lat.z_bits
-    return np.array([bits / (h * w), 10 * math.log10(255**2 / mse)])
+    return np.array([bits / (h * w), psnr(rgb, out)])
 
 
 def main() -> None:
