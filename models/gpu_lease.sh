@@ -21,12 +21,14 @@ out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-# Batch 32 (the first three leases ran 16): at batch 16 a step of ms-128-192 is 0.56 TFLOP (torch
-# FlopCounter), an estimated 2-4 ms of H200 work, yet took 18.5 ms. The rest is host-side dispatch of
-# its ~2,000 PyTorch operators, so twice the batch should cost little more per step (see the logs' steps/s).
-# Seed 1: fresh crops and downscales of the shard; the first three leases all drew the seed-0 pool
-# (benchmarks/generalisation.py finds no memorisation of it).
-common=(--data gpu/train --patch 256 --batch 32 --per-image 16 --seed 1 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
+# Batch 32 and --compile (the first three leases ran batch 16, eager): at batch 16 a step of
+# ms-128-192 is 0.56 TFLOP (torch FlopCounter), an estimated 2-4 ms of H200 work, yet took 18.5 ms.
+# The rest is host-side dispatch of its ~2,000 PyTorch operators. So twice the batch should cost little
+# more per step, and torch.compile fuses the element-wise ones (its first step compiles: about 50 s on
+# this project's 2-core CPU, on the training clock; train.py goes on eagerly if compiling fails). The
+# logs' steps/s will tell. Seed 1: fresh crops and downscales of the shard; the first three leases all
+# drew the seed-0 pool (benchmarks/generalisation.py finds no memorisation of it).
+common=(--data gpu/train --patch 256 --batch 32 --compile --per-image 16 --seed 1 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
 ms_from=ms-128-192-r4 ms=ms-128-192-r5 c2f_from=c2f-64-96-r6 c2f=c2f-64-96-r7  # released warm start -> new run
 python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "models/checkpoints/$ms_from.pt" \
   --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms "${common[@]}" >"$out/$ms.log" 2>&1 &

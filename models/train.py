@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast of the transforms")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (its first step compiles, on the training clock); eager if that fails")
 
 
 def parse_widths(text: str) -> dict[str, int]:
@@ -74,6 +76,19 @@ def distortion_term(x_hat: torch.Tensor, x: torch.Tensor, lam: torch.Tensor, met
         return lam * 255**2 * mse, mse
     # CompressAI's MS-SSIM lambdas are ~1200x its MSE ones: lambda*255^2/50 puts q1..8 at 2.3..235.
     return lam * 255**2 / 50 * (1 - ms_ssim(x_hat.clamp(0, 1), x)), mse
+
+
+def backward_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, q: torch.Tensor,
+                  metric: str, autocast: torch.autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of the rate-distortion loss of one batch; returns the loss, and bpp and MSE per sample."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        out = net(x, q)
+    bpp = out["bits"] / (x.shape[2] * x.shape[3])
+    dist, mse = distortion_term(out["x_hat"].float(), x, lambda_for_quality(q), metric)
+    loss = (dist + bpp).mean()
+    loss.backward()
+    return loss.detach(), bpp.detach(), mse.detach()
 
 
 @torch.no_grad()
@@ -129,6 +144,9 @@ def run(args: argparse.Namespace) -> None:
         copied, widened = warm_start(model, state["model"], state.get("config"))
         print(f"warm start from {args.init_from} (its step {state.get('step')}): {copied} tensors copied, {widened} widened, of {len(model.state_dict())}")
 
+    # Compiling fuses the many small element-wise operators (GDN, entropy models), whose launches take
+    # most of a GPU step at these sizes (estimated in gpu_lease.sh). `model` is what is saved and evaluated.
+    step_model = torch.compile(model) if args.compile else model
     pool = PatchPool(args.data, args.patch, args.per_image, args.seed, run_dir.parent / ".cache")
     if device.type != "cpu":
         pool.keep_on(device)
@@ -148,14 +166,14 @@ def run(args: argparse.Namespace) -> None:
             group["lr"] = lr
         x = pool.batch(args.batch, rng, device)
         q = torch.empty(args.batch, device=device).uniform_(1, QUALITIES)
-        with autocast:
-            out = model(x, q)
-        x_hat = out["x_hat"].float()
-        bpp = out["bits"] / (x.shape[2] * x.shape[3])
-        dist, mse = distortion_term(x_hat, x, lambda_for_quality(q), args.metric)
-        loss = (dist + bpp).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            loss, bpp, mse = backward_step(step_model, optimizer, x, q, args.metric, autocast)
+        except Exception as error:  # the compiler fails on this machine: a leased GPU's minutes go on eagerly
+            if step_model is model:
+                raise
+            tqdm.write(f"torch.compile failed ({type(error).__name__}: {error}); training eagerly")
+            step_model = model
+            loss, bpp, mse = backward_step(model, optimizer, x, q, args.metric, autocast)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step = step + 1

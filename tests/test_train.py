@@ -94,3 +94,27 @@ def test_coarse2fine_is_not_widened():
     wide = build({"architecture": "coarse2fine", "n": 16, "m": 48, "h2": 16, "h1": 8})
     _, widened = warm_start(wide, narrow.state_dict(), narrow.config())
     assert widened == 0
+
+
+def test_compiled_training_saves_the_plain_module(tmp_path):
+    run = tmp_path / "run"
+    output = train(run, 2, "--compile")
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["step"] == 2 and "torch.compile failed" not in output
+    assert not any(k.startswith("_orig_mod.") for k in state["model"])
+
+
+def test_a_failing_compiler_leaves_training_eager(tmp_path, monkeypatch, capsys):
+    from models import train as trainer
+
+    def broken_compile(module):
+        def fail(*args, **kwargs):
+            raise RuntimeError("no compiler here")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    run = tmp_path / "run"
+    trainer.main(["--arch", "mean-scale", "--widths", "n=16,m=24", "--data", str(DATA), "--run", str(run), "--steps", "2",
+                  "--patch", "64", "--batch", "2", "--per-image", "4", "--threads", "1", "--compile"])
+    assert "torch.compile failed (RuntimeError: no compiler here); training eagerly" in capsys.readouterr().out
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 2
