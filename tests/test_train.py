@@ -114,7 +114,11 @@ def test_a_failing_compiler_leaves_training_eager(tmp_path, monkeypatch, capsys)
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     run = tmp_path / "run"
-    trainer.main(["--arch", "mean-scale", "--widths", "n=16,m=24", "--data", str(DATA), "--run", str(run), "--steps", "2",
-                  "--patch", "64", "--batch", "2", "--per-image", "4", "--threads", "1", "--compile"])
+    threads = torch.get_num_threads()  # the run sets the process's thread count; later tests keep theirs
+    try:
+        trainer.main(["--arch", "mean-scale", "--widths", "n=16,m=24", "--data", str(DATA), "--run", str(run), "--steps", "2",
+                      "--patch", "64", "--batch", "2", "--per-image", "4", "--threads", "1", "--compile"])
+    finally:
+        torch.set_num_threads(threads)
     assert "torch.compile failed (RuntimeError: no compiler here); training eagerly" in capsys.readouterr().out
     assert torch.load(run / "last.pt", weights_only=False)["step"] == 2
