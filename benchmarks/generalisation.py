@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from models.architectures import lambda_for_quality  # noqa: E402
 from models.data import PatchPool, image_files, load_rgb  # noqa: E402
 from models.export import load_checkpoint  # noqa: E402
+from models.train import distortion_term  # noqa: E402
 from service.bench.speed import machine  # noqa: E402
 
 QUALITIES = (1.0, 3.0, 5.0, 7.0)
@@ -34,13 +35,14 @@ PATCH = 256
 
 @torch.no_grad()
 def mean_loss(model: torch.nn.Module, patches: np.ndarray, quality: float, batch: int = 16) -> float:
-    lam = lambda_for_quality(torch.tensor([quality])).item()
+    """The training objective (models.train's distortion term + estimated bpp), mean over the patches."""
     total = 0.0
     for i in range(0, len(patches), batch):
         x = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch])).permute(0, 3, 1, 2).float() / 255
-        out = model(x, torch.full((len(x),), quality), noise=False)
-        mse = ((out["x_hat"].clamp(0, 1) - x) ** 2).flatten(1).mean(1)
-        total += (lam * 255**2 * mse + out["bits"] / (PATCH * PATCH)).sum().item()
+        q = torch.full((len(x),), quality)
+        out = model(x, q, noise=False)
+        distortion, _ = distortion_term(out["x_hat"].clamp(0, 1), x, lambda_for_quality(q), "mse")
+        total += (distortion + out["bits"] / (PATCH * PATCH)).sum().item()
     return total / len(patches)
 
 
