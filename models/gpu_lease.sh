@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One leased-GPU training session, run on the device machine from the repository root:
 #   bash models/gpu_lease.sh 7.8     # fits one 600 s call; a lease has 15 device-minutes in all, so then at once,
-#   bash models/gpu_lease.sh 12.2    # on the still-warm machine, resumes both runs for 4.4 more (runs.json: ms-128-192-r4)
+#   bash models/gpu_lease.sh 12.0    # on the still-warm machine, resumes both runs for 4.2 more (runs.json: ms-128-192-r5)
 # Trains two runs side by side on the one GPU (one alone leaves it idle between kernel launches), each
 # ending by itself, decayed, after MINUTES of training; then writes their fp16 weights (release
 # checkpoints, for `lic export`) and logs to $OUT (about 30 s of start-up and export beside MINUTES). Calling
@@ -13,7 +13,7 @@
 #   move models/zoo and every models/checkpoints/*.pt except the two warm starts (ms_from, c2f_from
 #   below) out of the tree, call with carry ["gpu"], then move them back.
 # After it, per run: copy $OUT/NAME.jsonl to runs/NAME/log.jsonl and $OUT/NAME.pt to runs/NAME/release.pt,
-#   python -m models.evaluate runs/NAME/release.pt runs/NAME/log.jsonl --machine "H200 (leased) cuda, bf16"
+#   python -m models.evaluate runs/NAME/release.pt runs/NAME/log.jsonl --machine "H100 (leased) cuda, bf16"  # the GPU it ran on
 #   lic export runs/NAME/release.pt --id NAME --kodak ../shared/data/kodak   # if it is worth releasing
 set -u
 minutes=${1:?minutes}
@@ -21,15 +21,15 @@ out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-# Batch 32 and --compile (the first three leases ran batch 16, eager): at batch 16 a step of
-# ms-128-192 is 0.56 TFLOP (torch FlopCounter), an estimated 2-4 ms of H200 work, yet took 18.5 ms.
-# The rest is host-side dispatch of its ~2,000 PyTorch operators. So twice the batch should cost little
-# more per step, and torch.compile fuses the element-wise ones (its first step compiles: about 50 s on
-# this project's 2-core CPU, on the training clock; train.py goes on eagerly if compiling fails). The
-# logs' steps/s will tell. Seed 1: fresh crops and downscales of the shard; the first three leases all
-# drew the seed-0 pool (benchmarks/generalisation.py finds no memorisation of it).
-common=(--data gpu/train --patch 256 --batch 32 --compile --per-image 16 --seed 1 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
-ms_from=ms-128-192-r4 ms=ms-128-192-r5 c2f_from=c2f-64-96-r6 c2f=c2f-64-96-r7  # released warm start -> new run
+# Batch 64, compiled. The fourth lease (H100) ran batch 32 with --compile at 21 ms a step (48 steps/s)
+# where batch 16 eager had taken 18.5 ms on an H200: twice the patches for 13% more time, since a step
+# of ms-128-192 (1.1 TFLOP at batch 32, torch FlopCounter) runs at about 54 TFLOP/s, a small part
+# of what the GPU's bf16 convolutions sustain. So batch 64 should again cost well under twice
+# the time per step; the logs' steps/s will tell. The first step compiles (27 s on the H100, on the
+# training clock; train.py goes on eagerly if compiling fails). Seed 2 and 32 crops an image: a
+# fresh pool twice the size of seed 1's, which batch 32 had already cycled through about 55 times.
+common=(--data gpu/train --patch 256 --batch 64 --compile --per-image 32 --seed 2 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
+ms_from=ms-128-192-r5 ms=ms-128-192-r6 c2f_from=c2f-64-96-r7 c2f=c2f-64-96-r8  # released warm start -> new run
 python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "models/checkpoints/$ms_from.pt" \
   --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms "${common[@]}" >"$out/$ms.log" 2>&1 &
 python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from "models/checkpoints/$c2f_from.pt" \
