@@ -8,7 +8,7 @@ but no detail finer than Kodak's. Every image is coded whole (one tile) so each 
 sees all of it, through the run time (onnxruntime, real bytes), and each curve is rated against the
 mean-scale reference and JPEG 4:2:0 at the same size.
 
-    .venv/bin/python benchmarks/resolution.py [--kodak DIR] [--models c2f-64-96-r6,ms-64-96-r2]
+    .venv/bin/python benchmarks/resolution.py [--kodak DIR] [--models c2f-64-96-r7,ms-64-96-r2]
 
 The first model is the one rated; the second is the reference. Prints a table and writes
 benchmarks/resolution.json. Results are cached per size under runs/bench-cache/resolution-<size>/.
@@ -51,7 +51,7 @@ def scaled(images: list[BenchImage], label: str) -> list[BenchImage]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
-    p.add_argument("--models", default="c2f-64-96-r6,ms-64-96-r2")
+    p.add_argument("--models", default="c2f-64-96-r7,ms-64-96-r2")
     p.add_argument("--out", default=str(Path(__file__).with_name("resolution.json")))
     args = p.parse_args()
     rated, reference = args.models.split(",")
