@@ -29,8 +29,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from models.architectures import QUALITIES, MeanScaleHyperprior, lambda_for_quality  # noqa: E402
-from models.data import image_files, load_rgb  # noqa: E402
+from models.architectures import QUALITIES, MeanScaleHyperprior, lambda_for_quality, padding_multiple  # noqa: E402
+from models.data import image_files, image_tensor, load_rgb  # noqa: E402
 from models.entropy_models import gaussian_likelihood, scale_from_position  # noqa: E402
 from models.export import load_checkpoint  # noqa: E402
 from service.bench.bd import bd_rate  # noqa: E402
@@ -39,15 +39,6 @@ from service.codec.codec import psnr  # noqa: E402
 
 RDOQ_ALPHAS = (1.0, 2.0, 4.0, 8.0)
 OFFSET_STRENGTHS = (1.0, 0.5)
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255
-
-
-def padded(x: torch.Tensor, multiple: int = 64) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    return torch.nn.functional.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
 
 
 class Latents:
@@ -122,7 +113,8 @@ def main() -> None:
     for param in model.parameters():
         param.requires_grad_(False)
     calibration = [p for p in image_files(args.train) if p.name.startswith("imagenet_")]
-    crops = [to_tensor(load_rgb(f)[:384, :384]) for f in random.Random(0).sample(calibration, 8)]
+    multiple = padding_multiple(model)
+    crops = [image_tensor(load_rgb(f)[:384, :384], multiple) for f in random.Random(0).sample(calibration, 8)]
     images = [load_rgb(f) for f in image_files(args.kodak)]
 
     variants = ["round", *(f"RDOQ alpha={a:g}" for a in RDOQ_ALPHAS), *(f"offsets x{s:g}" for s in OFFSET_STRENGTHS)]
@@ -130,10 +122,10 @@ def main() -> None:
     started = time.time()
     for quality in range(1, QUALITIES + 1):
         lam = lambda_for_quality(torch.tensor([float(quality)])).item()
-        weight = channel_sensitivity(model, [padded(c) for c in crops], quality)
+        weight = channel_sensitivity(model, crops, quality)
         sums = {v: np.zeros(2) for v in variants}
         for rgb in images:
-            lat = Latents(model, padded(to_tensor(rgb)), quality)
+            lat = Latents(model, image_tensor(rgb, multiple), quality)
             rounded = torch.round(lat.residual)
             sums["round"] += point(model, lat, rounded, rounded, rgb)
             for a in RDOQ_ALPHAS:

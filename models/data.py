@@ -23,6 +23,13 @@ def load_rgb(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def image_tensor(rgb: np.ndarray, multiple: int = 1) -> torch.Tensor:
+    """(1, 3, H', W') float in [0, 1], edge-replicated on the bottom and right up to a multiple of `multiple`."""
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255
+    h, w = x.shape[-2:]
+    return torch.nn.functional.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+
+
 class PatchPool:
     """Random crops from every image of a folder, held in memory as uint8 (N, P, P, 3).
 

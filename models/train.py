@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
-from models.data import PatchPool, image_files, load_rgb
+from models.data import PatchPool, image_files, image_tensor, load_rgb
 from models.ms_ssim import ms_ssim
 from models.warm_start import warm_start
 
@@ -99,10 +99,10 @@ def evaluate(model: VariableRateCodec, folder: str, qualities: list[float]) -> l
     results = {q: {"bpp": 0.0, "psnr": 0.0} for q in qualities}
     files = image_files(folder)
     for path in files:
-        x = torch.from_numpy(load_rgb(path)).permute(2, 0, 1)[None].float() / 255
-        h, w = x.shape[2:]
-        ph, pw = (-h) % multiple, (-w) % multiple
-        xp = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        rgb = load_rgb(path)
+        h, w = rgb.shape[:2]
+        xp = image_tensor(rgb, multiple)
+        x = xp[..., :h, :w]
         for q in qualities:
             out = model(xp, torch.tensor([q]), noise=False)
             x_hat = (out["x_hat"][..., :h, :w].float().clamp(0, 1) * 255).round() / 255
