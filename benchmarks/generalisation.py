@@ -23,11 +23,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from models.architectures import lambda_for_quality  # noqa: E402
-from models.data import PatchPool, image_files, load_rgb  # noqa: E402
-from models.export import load_checkpoint  # noqa: E402
-from models.train import distortion_term  # noqa: E402
-from service.bench.speed import machine  # noqa: E402
+from models.architectures import lambda_for_quality
+from models.data import PatchPool, image_files, load_rgb
+from models.release import load_checkpoint, release_source
+from models.train import distortion_term
+from service.bench.speed import machine
 
 QUALITIES = (1.0, 3.0, 5.0, 7.0)
 PATCH = 256
@@ -77,7 +77,7 @@ def main() -> None:
     started = time.time()
     rows = []
     for name in args.models.split(","):
-        model, state = load_checkpoint(ROOT / "models" / "checkpoints" / f"{name}.pt")
+        model, state = load_checkpoint(release_source(name))
         losses = {s: [mean_loss(model, patches, q) for q in QUALITIES] for s, patches in sets.items()}
         rows.append({"model": name, "config": state["config"], "losses": losses})
         print(name, {s: [round(v, 4) for v in ls] for s, ls in losses.items()}, flush=True)

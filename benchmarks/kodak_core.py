@@ -24,11 +24,11 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.bench.bd import bd_psnr, bd_rate  # noqa: E402
-from service.bench.codecs import classical_codecs  # noqa: E402
-from service.codec import Codec  # noqa: E402
-from service.codec.codec import DEFAULT_CONTEXT, psnr  # noqa: E402
-from service.codec.zoo import DEFAULT_MODEL, load_model  # noqa: E402
+from service.bench.bd import bd_psnr, bd_rate
+from service.bench.codecs import classical_codecs
+from service.codec import Codec
+from service.codec.codec import DEFAULT_CONTEXT, psnr
+from service.codec.zoo import DEFAULT_MODEL, load_model
 
 QUALITIES = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
 SEAM = 512

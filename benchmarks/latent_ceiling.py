@@ -23,10 +23,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from models.data import image_files, load_rgb  # noqa: E402
-from models.export import load_checkpoint  # noqa: E402
-from service.bench.speed import machine  # noqa: E402
-from service.codec.codec import psnr  # noqa: E402
+from models.data import image_files, load_rgb
+from models.release import load_checkpoint
+from service.bench.speed import machine
+from service.codec.codec import psnr
 
 
 def psnr8(reference: np.ndarray, x_hat: torch.Tensor) -> float:

@@ -23,10 +23,10 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from service.bench.speed import machine  # noqa: E402
-from service.codec import Codec  # noqa: E402
-from service.codec.codec import DEFAULT_CONTEXT  # noqa: E402
-from service.codec.zoo import DEFAULT_MODEL  # noqa: E402
+from service.bench.speed import machine
+from service.codec import Codec
+from service.codec.codec import DEFAULT_CONTEXT
+from service.codec.zoo import DEFAULT_MODEL
 
 REGIONS = {"inside_tile": (1152, 640, 256, 256), "tile": (1024, 512, 512, 512)}  # in the inner tile at row 1, column 2
 

@@ -27,11 +27,11 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from service.bench.codecs import classical_codecs, learned_codecs  # noqa: E402
-from service.bench.report import bd_table, mean_curves  # noqa: E402
-from service.bench.runner import BenchImage, load_images, run  # noqa: E402
-from service.bench.speed import machine  # noqa: E402
-from service.codec import Codec  # noqa: E402
+from service.bench.codecs import classical_codecs, learned_codecs
+from service.bench.report import bd_table, mean_curves
+from service.bench.runner import BenchImage, load_images, run
+from service.bench.speed import machine
+from service.codec import Codec
 
 SCALES = {"1/4": (1, 4), "1/2": (1, 2), "1": (1, 1), "2x": (2, 1)}  # image side times num / den
 WHOLE_IMAGE_TILE = 768  # Kodak's long side: one tile per image up to full size

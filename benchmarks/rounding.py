@@ -29,13 +29,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from models.architectures import QUALITIES, MeanScaleHyperprior, lambda_for_quality, padding_multiple  # noqa: E402
-from models.data import image_files, image_tensor, load_rgb  # noqa: E402
-from models.entropy_models import gaussian_likelihood, scale_from_position  # noqa: E402
-from models.export import load_checkpoint  # noqa: E402
-from service.bench.bd import bd_rate  # noqa: E402
-from service.bench.speed import machine  # noqa: E402
-from service.codec.codec import psnr  # noqa: E402
+from models.architectures import QUALITIES, MeanScaleHyperprior, lambda_for_quality, padding_multiple
+from models.data import image_files, image_tensor, load_rgb
+from models.entropy_models import gaussian_likelihood, scale_from_position
+from models.release import load_checkpoint, release_source
+from service.bench.bd import bd_rate
+from service.bench.speed import machine
+from service.codec.codec import psnr
 
 RDOQ_ALPHAS = (1.0, 2.0, 4.0, 8.0)
 OFFSET_STRENGTHS = (1.0, 0.5)
@@ -82,8 +82,8 @@ def rdoq(lat: Latents, weight: torch.Tensor, lam: float, alpha: float) -> torch.
 def bin_mean(symbols: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Mean of N(0, scale) over the rounding bin of each symbol (the symbol itself for 0)."""
     a, b = symbols.abs() - 0.5, symbols.abs() + 0.5
-    density = lambda t: torch.exp(-0.5 * (t / scale) ** 2)  # noqa: E731
-    cdf = lambda t: 0.5 * torch.erfc(-t / scale * 2**-0.5)  # noqa: E731
+    density = lambda t: torch.exp(-0.5 * (t / scale) ** 2)
+    cdf = lambda t: 0.5 * torch.erfc(-t / scale * 2**-0.5)
     mass = (cdf(b) - cdf(a)).clamp_min(1e-12)
     magnitude = (scale / math.sqrt(2 * math.pi) * (density(a) - density(b)) / mass).clamp(a, b)
     return torch.where(symbols == 0, symbols, torch.sign(symbols) * magnitude)
@@ -107,7 +107,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    model, _ = load_checkpoint(ROOT / "models" / "checkpoints" / f"{args.model}.pt")
+    model, _ = load_checkpoint(release_source(args.model))
     if not isinstance(model, MeanScaleHyperprior):
         raise SystemExit("rounding.py handles mean-scale models (one hyper level, synthesis from y alone)")
     for param in model.parameters():

@@ -22,10 +22,10 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.codec import Codec  # noqa: E402
-from service.codec.codec import DEFAULT_CONTEXT, analyze_windows, synthesize_windows  # noqa: E402
-from service.codec.tiles import TileView  # noqa: E402
-from service.codec.zoo import DEFAULT_MODEL  # noqa: E402
+from service.codec import Codec
+from service.codec.codec import DEFAULT_CONTEXT, analyze_windows, synthesize_windows
+from service.codec.tiles import TileView
+from service.codec.zoo import DEFAULT_MODEL
 
 
 def main() -> None:

@@ -29,12 +29,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from models.data import load_rgb  # noqa: E402
-from models.entropy_models import gaussian_likelihood, scale_from_position  # noqa: E402
-from models.export import load_checkpoint  # noqa: E402
-from service.bench.speed import machine  # noqa: E402
-from service.codec.codec import psnr  # noqa: E402
-from service.codec.zoo import DEFAULT_MODEL  # noqa: E402
+from models.data import load_rgb
+from models.entropy_models import gaussian_likelihood, scale_from_position
+from models.release import load_checkpoint, release_source
+from service.bench.speed import machine
+from service.codec.codec import psnr
+from service.codec.zoo import DEFAULT_MODEL
 
 TILE, STRIDE, MARGIN = 256, 16, 2  # tile px, latent stride, context in latent pixels (32 px)
 
@@ -127,7 +127,7 @@ def main() -> None:
     p.add_argument("--out", default=str(Path(__file__).with_name("tile_context.json")))
     args = p.parse_args()
     torch.set_num_threads(2)
-    model, _ = load_checkpoint(REPO / "models" / "checkpoints" / f"{DEFAULT_MODEL}.pt")
+    model, _ = load_checkpoint(release_source(DEFAULT_MODEL))
     if model.synthesis_features:
         raise SystemExit(f"{DEFAULT_MODEL}: the synthesis also reads hyper features; only g_s-only models are supported")
     names = args.images.split(",")

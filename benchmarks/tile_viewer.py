@@ -23,11 +23,11 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from service.bench.speed import machine  # noqa: E402
-from service.codec import Codec  # noqa: E402
-from service.codec.codec import DEFAULT_CONTEXT  # noqa: E402
-from service.codec.zoo import DEFAULT_MODEL  # noqa: E402
-from tests.service_harness import ServiceProcess  # noqa: E402
+from service.bench.speed import machine
+from service.codec import Codec
+from service.codec.codec import DEFAULT_CONTEXT
+from service.codec.zoo import DEFAULT_MODEL
+from tests.service_harness import ServiceProcess
 
 TILE, QUALITY = 512, 6.0
 

@@ -20,7 +20,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from service.bench.bd import bd_rate  # noqa: E402
+from service.bench.bd import bd_rate
 
 TRAINING = REPO / "benchmarks" / "training"
 ANCHORS = ("JPEG 4:2:0", "WebP", "AVIF")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 import random
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ PNG = {"Content-Type": "image/png"}
 LIC = {"Content-Type": "application/vnd.lic"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def photo(width: int, height: int) -> bytes:
     """The bundled Kodak photo resized (and mirrored when enlarged) to width x height, as PNG."""
     im = Image.open(PHOTO).convert("RGB")

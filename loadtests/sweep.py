@@ -28,7 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.service_harness import ServiceProcess, free_port  # noqa: E402
+from tests.service_harness import ServiceProcess, free_port
 
 PIXELS = 768 * 512
 

@@ -13,7 +13,7 @@ import json
 import torch
 
 from models.architectures import QUALITIES
-from models.export import load_checkpoint
+from models.release import load_checkpoint
 from models.train import evaluate
 
 

@@ -1,11 +1,11 @@
 """``lic export``: a trained checkpoint -> a released model package under models/zoo/<id>/.
 
 Writes the ONNX graphs (opset 17, dynamic batch/H/W, weights in the narrowest exact type), tables.npz
-(integer frequency tables and the quality gains), checks every graph against PyTorch, measures Kodak
-through the real run time (onnxruntime, real bytes) and writes manifest.json with sha256 of every
-file and a fingerprint.
-Also writes the fp16 checkpoint the package was made from (models/checkpoints/<id>.pt): the source
-for the PyTorch backend, for warm starts and for resuming training in a later session.
+(integer frequency tables, the quality gains and the factorized density's parameters), checks every
+graph against PyTorch, measures Kodak through the real run time (onnxruntime, real bytes) and writes
+manifest.json with sha256 of every file and a fingerprint.
+The package is the release's only copy of its weights (package format 2): graphs are exported
+unfolded, so ``models.release`` reads the fp16 parameters back for warm starts and PyTorch.
 """
 from __future__ import annotations
 
@@ -18,25 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.architectures import LAMBDAS, QUALITIES, VariableRateCodec, build
+from models.architectures import LAMBDAS, QUALITIES, VariableRateCodec
 from models.entropy_models import TABLE_PRECISION, gaussian_pmf_tables, quantize_tables
 from models.graphs import runtime_graphs
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_checkpoint(path: str | Path) -> tuple[VariableRateCodec, dict]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model = build(state["config"])
-    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
-    return model.eval(), state
-
-
-def release_checkpoint(model: VariableRateCodec, state: dict, path: Path) -> None:
-    """fp16 weights + config + training facts, no optimiser: small enough for git."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    info = {k: state.get(k) for k in ("step", "elapsed", "args")}
-    torch.save({"model": {k: v.half() for k, v in model.state_dict().items()}, "config": model.config(), **info}, path)
+from models.release import PACKAGE_FORMAT, REPO, ZOO, load_checkpoint
 
 
 @torch.no_grad()
@@ -85,8 +70,11 @@ def export_onnx(model: VariableRateCodec, out_dir: Path) -> dict[str, float]:
         torch.onnx.export(
             module, inputs, str(path), input_names=input_names, output_names=output_names,
             dynamic_axes=dynamic, opset_version=17, dynamo=False,
-            do_constant_folding=not name.startswith("h_s"),  # keep integer weights as int32 + Cast
+            # Initializers stay the parameters, one per name, even where two hold equal values (which
+            # the exporter would merge); weights_as_constants then takes them out of the graph inputs.
+            do_constant_folding=False, keep_initializers_as_inputs=True,
         )
+        weights_as_constants(path)
         # Check at a different batch and size than traced, so dynamic axes are exercised too.
         check = example_inputs(model, name, size=192)
         feeds = {n: t[:1].numpy() for n, t in zip(input_names, check)}
@@ -104,13 +92,25 @@ def export_onnx(model: VariableRateCodec, out_dir: Path) -> dict[str, float]:
     return tolerance
 
 
-NARROWER = {np.dtype(np.float32): np.float16, np.dtype(np.int32): np.int16}
+NARROWER = {np.dtype(np.float32): np.float16}
+
+
+def weights_as_constants(path: Path) -> None:
+    """Drop the weights from the graph inputs (where keep_initializers_as_inputs put them), so that
+    onnxruntime treats them as constants and folds what depends on them alone."""
+    import onnx
+
+    model = onnx.load(str(path))
+    weights = {initializer.name for initializer in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    onnx.save(model, str(path))
 
 
 def compact_initializers(path: Path) -> None:
-    """Store each weight in the narrowest type that holds it exactly (float32 -> float16, int32 -> int16)
-    behind a Cast back to its type: the fp16-trained weights take half the bytes in git, and run time
-    sees the very same numbers."""
+    """Store each weight that float16 holds exactly as float16, behind a Cast back to float32: the
+    fp16-rounded weights take half the bytes in git, and run time sees the very same numbers."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -135,6 +135,8 @@ def write_tables(model: VariableRateCodec, out_dir: Path) -> None:
     factorized = quantize_tables(model.entropy_bottleneck.pmf_tables())
     gaussian = quantize_tables(gaussian_pmf_tables())
     arrays = {f"factorized_{k}": v for k, v in factorized.items()} | {f"gaussian_{k}": v for k, v in gaussian.items()}
+    # Tensors no graph holds; with the graphs' weights they make the package the whole model.
+    arrays |= {k: v.detach().half().numpy() for k, v in model.state_dict().items() if k.startswith("entropy_bottleneck.")}
     arrays["log_gain"] = model.log_gain.detach().float().numpy()
     arrays["log_inverse_gain"] = model.log_inverse_gain.detach().float().numpy()
     arrays["precision"] = np.array(TABLE_PRECISION)
@@ -148,10 +150,9 @@ def sha256(path: Path) -> str:
 def measure_kodak(model_id: str, folder: Path, qualities: list[float], zoo: Path) -> tuple[list[dict], dict[str, list]]:
     """Real bytes and 8-bit PSNR through the run time (onnxruntime): the mean per quality, and
     [quality, bpp, psnr] per image (tests check kodim01 against these)."""
+    from models.data import image_files
     from service.codec import Codec, image_io
     from service.codec.codec import psnr
-
-    from models.data import image_files
 
     codec = Codec(zoo=zoo)
     files = image_files(folder)
@@ -183,17 +184,15 @@ def warm_start_facts(path: str | None) -> dict | None:
     source_path = Path(path) if Path(path).is_absolute() else REPO / path  # runs start in the repo root
     if not source_path.exists():
         return {"checkpoint": path}
-    source = torch.load(source_path, map_location="cpu", weights_only=False)
+    _, source = load_checkpoint(source_path)
     return {"checkpoint": path, "steps": source.get("step"), "hours": round((source.get("elapsed") or 0) / 3600, 2)}
 
 
-def export(checkpoint: str, model_id: str, zoo: Path, kodak: Path | None = None, version: str = "1",
-           checkpoints: Path = REPO / "models" / "checkpoints") -> Path:
+def export(checkpoint: str, model_id: str, zoo: Path, kodak: Path | None = None, version: str = "1") -> Path:
     model, state = load_checkpoint(checkpoint)
-    release = checkpoints / f"{model_id}.pt"
-    if Path(checkpoint).resolve() != release.resolve():
-        release_checkpoint(model, state, release)
-    model, state = load_checkpoint(release)  # export exactly the fp16-rounded weights we keep
+    with torch.no_grad():  # release exactly the fp16-rounded weights the package stores
+        for tensor in model.state_dict().values():
+            tensor.copy_(tensor.half().float())
     out_dir = zoo / model_id
     out_dir.mkdir(parents=True, exist_ok=True)
     tolerance = export_onnx(model, out_dir)
@@ -204,6 +203,7 @@ def export(checkpoint: str, model_id: str, zoo: Path, kodak: Path | None = None,
     manifest = {
         "id": model_id,
         "version": version,
+        "package_format": PACKAGE_FORMAT,
         "architecture": model.architecture,
         "widths": model.widths,
         "levels": [vars(level) for level in model.levels()],
@@ -212,6 +212,7 @@ def export(checkpoint: str, model_id: str, zoo: Path, kodak: Path | None = None,
         "training": {
             "steps": state.get("step"),
             "hours": round((state.get("elapsed") or 0) / 3600, 2),
+            "seconds": round(state.get("elapsed") or 0, 1),
             "patch": args.get("patch"),
             "batch": args.get("batch"),
             "lr": args.get("lr"),
@@ -234,12 +235,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="lic export", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="run's last.pt or a released checkpoint")
     p.add_argument("--id", required=True, help="model id, e.g. ms-64-96")
-    p.add_argument("--zoo", default=str(REPO / "models" / "zoo"))
+    p.add_argument("--zoo", default=str(ZOO))
     p.add_argument("--kodak", help="folder to measure bpp/PSNR per quality on (e.g. ../shared/data/kodak)")
     p.add_argument("--version", default="1")
-    p.add_argument("--checkpoints", default=str(REPO / "models" / "checkpoints"), help="where the fp16 release checkpoint goes")
     a = p.parse_args(argv)
-    out = export(a.checkpoint, a.id, Path(a.zoo), Path(a.kodak) if a.kodak else None, a.version, Path(a.checkpoints))
+    out = export(a.checkpoint, a.id, Path(a.zoo), Path(a.kodak) if a.kodak else None, a.version)
     print(f"wrote {out}")
 
 

@@ -10,8 +10,9 @@
 #
 # Before the call, on the CPU machine (the tree that travels must stay under 64 MiB):
 #   python -m models.shard ../shared/data/train gpu/train --quality 84 --scale 0.55 --min-side 272  # 41 MiB
-#   move models/zoo and every models/checkpoints/*.pt except the two warm starts (ms_from, c2f_from
-#   below) out of the tree, call with carry ["gpu"], then move them back.
+#   move every package in models/zoo and every models/checkpoints/*.pt out of the tree except the two
+#   warm starts' (ms_from, c2f_from below: a format-1 release's .pt, a later release's package; see
+#   models/release.py), call with carry ["gpu"], then move them back.
 # After it, per run: copy $OUT/NAME.jsonl to runs/NAME/log.jsonl and $OUT/NAME.pt to runs/NAME/release.pt,
 #   python -m models.evaluate runs/NAME/release.pt runs/NAME/log.jsonl --machine "H100 (leased) cuda, bf16"  # the GPU it ran on
 #   lic export runs/NAME/release.pt --id NAME --kodak ../shared/data/kodak   # if it is worth releasing
@@ -30,15 +31,16 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # fresh pool twice the size of seed 1's, which batch 32 had already cycled through about 55 times.
 common=(--data gpu/train --patch 256 --batch 64 --compile --per-image 32 --seed 2 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
 ms_from=ms-128-192-r5 ms=ms-128-192-r6 c2f_from=c2f-64-96-r7 c2f=c2f-64-96-r8  # released warm start -> new run
-python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "models/checkpoints/$ms_from.pt" \
+source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }
+python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "$(source_of $ms_from)" \
   --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms "${common[@]}" >"$out/$ms.log" 2>&1 &
-python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from "models/checkpoints/$c2f_from.pt" \
+python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from "$(source_of $c2f_from)" \
   --lr 2e-4 --decay-from 0.3 --run /tmp/b/$c2f "${common[@]}" >"$out/$c2f.log" 2>&1 &
 wait
 for run in /tmp/a/$ms /tmp/b/$c2f; do
   name=$(basename "$run")
   cp "$run/log.jsonl" "$out/$name.jsonl"
-  python3 -c "import sys; from pathlib import Path; from models.export import load_checkpoint, release_checkpoint
+  python3 -c "import sys; from pathlib import Path; from models.release import load_checkpoint, release_checkpoint
 model, state = load_checkpoint(sys.argv[1]); release_checkpoint(model, state, Path(sys.argv[2]))" "$run/last.pt" "$out/$name.pt"
 done
 ls -la "$out"; tail -n 3 "$out"/*.log

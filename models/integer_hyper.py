@@ -33,13 +33,19 @@ def _floor_shift(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 class IntegerConv(nn.Module):
-    """Same-padded stride-1 convolution in fixed point: out = floor((W_int * a + b_int) / 2**weight_frac)."""
+    """Same-padded stride-1 convolution in fixed point: out = floor((W_int * a + b_int) / 2**weight_frac).
+
+    Keeps the float weights (the trained fp16 values: what a released package stores, so the package
+    is also the model's only copy) and rounds them to integers in forward(). Scaling by a power of two
+    and rounding half to even are exact in float64, so PyTorch and onnxruntime (which folds this once,
+    when it loads the graph) hold identical integers."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
-        w = conv.weight.detach().double()
-        b = conv.bias.detach().double()
+        self.register_buffer("weight", conv.weight.detach().float().clone())
+        self.register_buffer("bias", conv.bias.detach().float().clone())
         self.kernel = conv.kernel_size[0]
+        w, b = self.weight.double(), self.bias.double()
         taps = w.shape[1] * self.kernel**2
         # Largest weight precision for which |sum| <= sum|W_int| * ACT_LIMIT + |b_int| < 2**53 provably.
         worst = float(w.abs().flatten(1).sum(1).max()) + float(b.abs().max()) + 1.0
@@ -47,13 +53,14 @@ class IntegerConv(nn.Module):
         if frac < 6:
             raise ValueError(f"weights too large for exact integer arithmetic ({worst:.1f})")
         self.weight_frac = frac
-        # im2col order is (dy, dx, channel); the weight matrix follows it.
-        w_int = torch.round(w * 2.0**frac).permute(0, 2, 3, 1).reshape(w.shape[0], taps)
-        b_int = torch.round(b * 2.0 ** (frac + ACT_FRAC)).view(-1, 1)
+        w_int, b_int = self.integer_weights()
         assert float(w_int.abs().sum(1).max()) * ACT_LIMIT + float(b_int.abs().max()) < EXACT_LIMIT
-        # Stored as integers (half the size of float64 in the ONNX file), cast once at load.
-        self.register_buffer("weight", w_int.to(torch.int32 if w_int.abs().max() < 2**31 else torch.int64))
-        self.register_buffer("bias", b_int.to(torch.int64))
+
+    def integer_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W_int as a matrix in im2col order (dy, dx, channel), b_int as a column), float64."""
+        w_int = torch.round(self.weight.double() * 2.0**self.weight_frac).permute(0, 2, 3, 1)
+        b_int = torch.round(self.bias.double() * 2.0 ** (self.weight_frac + ACT_FRAC))
+        return w_int.reshape(w_int.shape[0], -1), b_int.view(-1, 1)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         b, _, h, w = a.shape
@@ -63,7 +70,8 @@ class IntegerConv(nn.Module):
             a = torch.cat(
                 [padded[:, :, dy : dy + h, dx : dx + w] for dy in range(self.kernel) for dx in range(self.kernel)], dim=1
             )
-        acc = torch.matmul(self.weight.double(), a.reshape(b, a.shape[1], h * w)) + self.bias.double()
+        w_int, b_int = self.integer_weights()
+        acc = torch.matmul(w_int, a.reshape(b, a.shape[1], h * w)) + b_int
         out = _floor_shift(acc, self.weight_frac).clamp(-ACT_LIMIT, ACT_LIMIT)
         return out.reshape(b, -1, h, w)
 
@@ -77,17 +85,19 @@ class DepthToSpace(nn.Module):
         return a.reshape(b, c // 4, h * 2, w * 2)
 
 
-def _convert(module: nn.Module) -> list[nn.Module]:
+def _convert(module: nn.Module) -> nn.Module:
+    """The integer twin of a layer; Sequentials keep their nesting, so the twin's weights have the
+    float network's names (a package's graph names its weights as the checkpoint does)."""
     if isinstance(module, nn.Sequential):
-        return [op for child in module for op in _convert(child)]
+        return nn.Sequential(*[_convert(child) for child in module])
     if isinstance(module, nn.Conv2d):
         assert module.stride == (1, 1) and module.padding[0] == module.kernel_size[0] // 2
-        return [IntegerConv(module)]
+        return IntegerConv(module)
     if isinstance(module, nn.ReLU):
-        return [nn.ReLU()]
+        return nn.ReLU()
     if isinstance(module, nn.PixelShuffle):
         assert module.upscale_factor == 2
-        return [DepthToSpace()]
+        return DepthToSpace()
     raise TypeError(f"no integer form for {type(module).__name__}")
 
 
@@ -101,8 +111,8 @@ class IntegerHyperSynthesis(nn.Module):
 
     def __init__(self, float_net: HyperSynthesis):
         super().__init__()
-        self.trunk = nn.Sequential(*_convert(float_net.trunk))
-        self.head = nn.Sequential(*_convert(float_net.head))
+        self.trunk = _convert(float_net.trunk)
+        self.head = _convert(float_net.head)
         self.channels, self.has_mean = float_net.channels, float_net.has_mean
 
     def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
 from models.data import PatchPool, image_files, image_tensor, load_rgb
 from models.ms_ssim import ms_ssim
+from models.release import load_checkpoint
 from models.warm_start import warm_start
 
 
@@ -35,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder of training images")
     p.add_argument("--eval-dir", help="folder of evaluation images (Kodak)")
     p.add_argument("--run", required=True, help="run directory (checkpoints, logs); resumes if it exists")
-    p.add_argument("--init-from", help="warm start from a checkpoint (when the run is new): every tensor whose name and shape match")
+    p.add_argument("--init-from", help="warm start from a checkpoint or released package (when the run is new): every tensor whose name and shape match")
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -140,8 +141,8 @@ def run(args: argparse.Namespace) -> None:
         args.init_from = args.init_from or state["args"].get("init_from")  # the lineage survives resumes
         print(f"resumed {state_path} at step {step} ({elapsed / 3600:.2f} h trained)")
     elif args.init_from:
-        state = torch.load(args.init_from, map_location=device, weights_only=False)
-        copied, widened = warm_start(model, state["model"], state.get("config"))
+        source, state = load_checkpoint(args.init_from)
+        copied, widened = warm_start(model, {k: v.to(device) for k, v in source.state_dict().items()}, state["config"])
         print(f"warm start from {args.init_from} (its step {state.get('step')}): {copied} tensors copied, {widened} widened, of {len(model.state_dict())}")
 
     # Compiling fuses the many small element-wise operators (GDN, entropy models), whose launches take

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from service.codec import Codec, CodecError
-from service.codec import image_io
+from service.codec import Codec, CodecError, image_io
 from service.codec.codec import DEFAULT_CONTEXT, DEFAULT_TILE
 from service.codec.zoo import DEFAULT_MODEL, available_models, load_model
 

@@ -53,5 +53,5 @@ def tiny_zoo(tmp_path_factory) -> Path:
         model = build(config)
         checkpoint = root / f"{model_id}-train.pt"
         torch.save({"model": model.state_dict(), "config": config, "step": 0, "elapsed": 0.0}, checkpoint)
-        export(str(checkpoint), model_id, root, checkpoints=root)
+        export(str(checkpoint), model_id, root)
     return root

@@ -31,7 +31,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (make test installs Debian's package)"
         self.process = subprocess.Popen(
@@ -63,7 +63,7 @@ class ServiceProcess:
         self.process: subprocess.Popen | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> "ServiceProcess":
+    def start(self, timeout: float = 120) -> ServiceProcess:
         self.log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server
         self.process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=self.env,
                                         stdout=self.log, stderr=subprocess.STDOUT, text=True)
@@ -127,7 +127,7 @@ class PrometheusServer:
         )
         self.config = config
 
-    def start(self) -> "PrometheusServer":
+    def start(self) -> PrometheusServer:
         binary = shutil.which("prometheus")
         assert binary, "prometheus is not installed (make test installs Debian's package)"
         self.process = subprocess.Popen(

@@ -99,7 +99,7 @@ def test_probes_ports_and_drain_match_the_service(manifests, running):
 
 
 def test_every_metric_named_by_hpa_adapter_and_dashboard_is_exported(manifests, running):
-    exported = {m.group(1) for m in re.finditer(r"^# TYPE (\S+) ", httpx.get(running.url + "/metrics").text, re.M)}
+    exported = {m.group(1) for m in re.finditer(r"^# TYPE (\S+) ", httpx.get(running.url + "/metrics").text, re.MULTILINE)}
     exported |= {n[: -len("_total")] for n in exported if n.endswith("_total")}
     hpa = find(manifests, "HorizontalPodAutoscaler", "lic")
     named = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}

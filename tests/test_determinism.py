@@ -5,20 +5,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.export import load_checkpoint
+from models.release import load_checkpoint, release_source
 from models.torch_backend import TorchBackend
 from service.codec.backend import OnnxBackend
 from service.codec.tile_coder import TileCoder
 from service.codec.tiles import TileGrid, extract
 from service.codec.zoo import DEFAULT_MODEL, load_model
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["tiny-factorized", "tiny-hyperprior", "tiny-mean-scale", "tiny-coarse2fine"]
 
 
-def coders(model_id: str, zoo: Path | None, checkpoints: Path, threads: int | None = None) -> tuple[TileCoder, TileCoder]:
+def coders(model_id: str, zoo: Path | None, threads: int | None = None) -> tuple[TileCoder, TileCoder]:
     package = load_model(model_id, zoo)
-    model, _ = load_checkpoint(checkpoints / f"{model_id}.pt")
+    model, _ = load_checkpoint(release_source(model_id, zoo))
     return TileCoder(package, OnnxBackend(package, threads=threads)), TileCoder(package, TorchBackend(model))
 
 
@@ -40,7 +39,7 @@ def assert_cross_decode(encoder: TileCoder, decoder: TileCoder, tiles: np.ndarra
 
 @pytest.fixture(scope="module")
 def shipped():
-    return coders(DEFAULT_MODEL, None, REPO / "models" / "checkpoints")
+    return coders(DEFAULT_MODEL, None)
 
 
 def test_onnx_encode_torch_decode(shipped, kodim01_rgb):
@@ -55,7 +54,7 @@ def test_torch_encode_onnx_decode(shipped, kodim01_rgb):
 
 @pytest.mark.parametrize("model_id", TINY)
 def test_every_architecture_cross_decodes(tiny_zoo, kodim01_rgb, model_id):
-    onnx, torch_ = coders(model_id, tiny_zoo, tiny_zoo)
+    onnx, torch_ = coders(model_id, tiny_zoo)
     tiles = kodak_tiles(kodim01_rgb, size=128)
     assert_cross_decode(onnx, torch_, tiles, np.array([1.0, 5.0, 8.0]))
     assert_cross_decode(torch_, onnx, tiles, np.array([2.0, 3.5, 7.0]))

@@ -7,19 +7,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.export import load_checkpoint
+from models.release import load_checkpoint, release_source
 from models.torch_backend import TorchBackend
 from service.codec import Codec
 from tests.golden.make_golden import symbol_digest
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = json.loads((GOLDEN / "golden.json").read_text())
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 
 
 @pytest.fixture(scope="module")
 def torch_codec():
-    return Codec(backend_factory=lambda package: TorchBackend(load_checkpoint(CHECKPOINTS / f"{package.id}.pt")[0]))
+    return Codec(backend_factory=lambda package: TorchBackend(load_checkpoint(release_source(package.id))[0]))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -30,8 +30,7 @@ def test_train_resume_and_export(tmp_path):
     assert [e["step"] for e in evals] == [2, 4] and len(evals[-1]["eval"]) == 8
 
     zoo = tmp_path / "zoo"
-    proc = subprocess.run([sys.executable, "-m", "service.cli", "export", str(run / "last.pt"), "--id", "t", "--zoo", str(zoo),
-                           "--checkpoints", str(tmp_path / "checkpoints")],
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "export", str(run / "last.pt"), "--id", "t", "--zoo", str(zoo)],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((zoo / "t" / "manifest.json").read_text())
@@ -42,6 +41,17 @@ def test_train_resume_and_export(tmp_path):
     g_a = onnx.load(str(zoo / "t" / "g_a.onnx"))
     floats = {i.data_type for i in g_a.graph.initializer} & {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
     assert floats == {onnx.TensorProto.FLOAT16}
+
+    # The package is the release's only copy of its weights: they read back as the fp16-rounded
+    # trained tensors, every one of them, and a new run warm-starts from it.
+    from models.release import load_checkpoint
+
+    trained = torch.load(run / "last.pt", weights_only=False)["model"]
+    released, state = load_checkpoint(zoo / "t")
+    assert state["step"] == 4 and released.state_dict().keys() == trained.keys()
+    assert all(torch.equal(v, trained[k].half().float()) for k, v in released.state_dict().items())
+    output = train(tmp_path / "next", 1, "--init-from", str(zoo / "t"))
+    assert f"{len(trained)} tensors copied, 0 widened, of {len(trained)}" in output
 
 
 def test_a_time_budget_ends_the_run_by_itself(tmp_path):
@@ -122,3 +132,14 @@ def test_a_failing_compiler_leaves_training_eager(tmp_path, monkeypatch, capsys)
         torch.set_num_threads(threads)
     assert "torch.compile failed (RuntimeError: no compiler here); training eagerly" in capsys.readouterr().out
     assert torch.load(run / "last.pt", weights_only=False)["step"] == 2
+
+
+def test_a_format_1_package_points_to_its_checkpoint():
+    """Packages released before format 2 hold folded graphs, so PyTorch loads them from their .pt."""
+    import pytest
+
+    from models.release import LEGACY_CHECKPOINTS, ZOO, load_checkpoint, release_source
+
+    with pytest.raises(ValueError, match="format-1 package"):
+        load_checkpoint(ZOO / "ms-64-96")
+    assert release_source("ms-64-96") == LEGACY_CHECKPOINTS / "ms-64-96.pt"

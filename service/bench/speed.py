@@ -17,8 +17,6 @@ from service.bench.codecs import BenchCodec, learned_codec
 from service.bench.runner import BenchImage
 from service.codec import Codec
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def mid_setting(codec: BenchCodec) -> float:
     """A mid-rate operating point: learned quality 4, the middle of a classical sweep."""
@@ -26,16 +24,16 @@ def mid_setting(codec: BenchCodec) -> float:
 
 
 def torch_eager(model_id: str, zoo: Path | None = None) -> BenchCodec | None:
-    """The same model in PyTorch eager (None without torch or the released checkpoint)."""
-    checkpoint = REPO / "models" / "checkpoints" / f"{model_id}.pt"
+    """The same model in PyTorch eager (None without torch or a package that holds the weights)."""
     try:
-        from models.export import load_checkpoint
+        from models.release import load_checkpoint, release_source
         from models.torch_backend import TorchBackend
     except ImportError:
         return None
-    if not checkpoint.exists():
+    try:
+        model, _ = load_checkpoint(release_source(model_id, zoo))
+    except (OSError, ValueError):
         return None
-    model, _ = load_checkpoint(checkpoint)
     codec = Codec(backend_factory=lambda package: TorchBackend(model), zoo=zoo)
     return learned_codec(codec, model_id, f"{model_id} (PyTorch eager)", "torch", [4.0])
 

@@ -19,9 +19,9 @@ from PIL import Image
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from service.codec import Codec, bitstream  # noqa: E402
-from service.codec.image_io import write_image  # noqa: E402
-from service.codec.zoo import available_models  # noqa: E402
+from service.codec import Codec, bitstream
+from service.codec.image_io import write_image
+from service.codec.zoo import available_models
 
 
 def symbol_digest(codec: Codec, data: bytes) -> str:
