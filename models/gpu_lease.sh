@@ -32,11 +32,18 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 common=(--data gpu/train --patch 256 --batch 64 --compile --per-image 32 --seed 2 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
 ms_from=ms-128-192-r5 ms=ms-128-192-r6 c2f_from=c2f-64-96-r7 c2f=c2f-64-96-r8  # released warm start -> new run
 source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }
+# GPU utilisation and memory every 5 s: whether the two runs still leave the GPU idle, which decides
+# whether a later lease should add a run (an equal-compute ms-64-96 beside c2f-64-96) or give the default the GPU alone.
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw --format=csv,noheader -l 5 >"$out/gpu_util.csv" 2>/dev/null &
+monitor=$!
 python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "$(source_of $ms_from)" \
   --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms "${common[@]}" >"$out/$ms.log" 2>&1 &
+run_ms=$!
 python3 -m models.train --arch coarse2fine --widths n=64,m=96,h2=64,h1=32 --init-from "$(source_of $c2f_from)" \
   --lr 2e-4 --decay-from 0.3 --run /tmp/b/$c2f "${common[@]}" >"$out/$c2f.log" 2>&1 &
-wait
+run_c2f=$!
+wait $run_ms $run_c2f
+kill $monitor 2>/dev/null
 for run in /tmp/a/$ms /tmp/b/$c2f; do
   name=$(basename "$run")
   cp "$run/log.jsonl" "$out/$name.jsonl"
