@@ -8,14 +8,11 @@
 # it again on the same warm machine with a larger MINUTES resumes both runs from /tmp. What each past
 # lease ran is in benchmarks/training/runs.json.
 #
-# Before the call, on the CPU machine (the tree that travels must stay under 64 MiB):
-#   python -m models.shard ../shared/data/train gpu/train --quality 84 --scale 0.55 --min-side 272  # 41 MiB
-#   move every package in models/zoo and every models/checkpoints/*.pt out of the tree except the two
-#   warm starts' (ms_from, c2f_from below: a format-1 release's .pt, a later release's package; see
-#   models/release.py), call with carry ["gpu"], then move them back.
-# After it, per run: copy $OUT/NAME.jsonl to runs/NAME/log.jsonl and $OUT/NAME.pt to runs/NAME/release.pt,
-#   python -m models.evaluate runs/NAME/release.pt runs/NAME/log.jsonl --machine "H100 (leased) cuda, bf16"  # the GPU it ran on
-#   lic export runs/NAME/release.pt --id NAME --kodak ../shared/data/kodak   # if it is worth releasing
+# Before the call, on the CPU machine: bash models/before_lease.sh (the training shard, and every model
+#   but the two warm starts out of the tree, which must stay under 64 MiB); call with carry ["gpu"].
+# After it, on the CPU machine: models/after_lease.sh evaluates and exports both runs from the two
+# calls' files (see there), e.g.
+#   bash models/after_lease.sh FIRST_FILES SECOND_FILES "H100 (leased) cuda, bf16" ms-128-192-r6 c2f-64-96-r8
 set -u
 minutes=${1:?minutes}
 out=${OUT:-/tmp/out}
