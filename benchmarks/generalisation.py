@@ -23,37 +23,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from models.architectures import lambda_for_quality
-from models.data import PatchPool, image_files, load_rgb
+from models.data import PatchPool, random_crops
 from models.release import load_checkpoint, release_source
-from models.train import distortion_term
+from models.train import rd_loss
 from service.bench.speed import machine
 
 QUALITIES = (1.0, 3.0, 5.0, 7.0)
 PATCH = 256
-
-
-@torch.no_grad()
-def mean_loss(model: torch.nn.Module, patches: np.ndarray, quality: float, batch: int = 16) -> float:
-    """The training objective (models.train's distortion term + estimated bpp), mean over the patches."""
-    total = 0.0
-    for i in range(0, len(patches), batch):
-        x = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch])).permute(0, 3, 1, 2).float() / 255
-        q = torch.full((len(x),), quality)
-        out = model(x, q, noise=False)
-        distortion, _ = distortion_term(out["x_hat"].clamp(0, 1), x, lambda_for_quality(q), "mse")
-        total += (distortion + out["bits"] / (PATCH * PATCH)).sum().item()
-    return total / len(patches)
-
-
-def kodak_crops(folder: Path, per_image: int, rng: np.random.Generator) -> np.ndarray:
-    crops = []
-    for path in image_files(folder):
-        rgb = load_rgb(path)
-        for _ in range(per_image):
-            y0, x0 = rng.integers(rgb.shape[0] - PATCH + 1), rng.integers(rgb.shape[1] - PATCH + 1)
-            crops.append(rgb[y0 : y0 + PATCH, x0 : x0 + PATCH])
-    return np.stack(crops)
 
 
 def main() -> None:
@@ -72,13 +48,13 @@ def main() -> None:
     pool = PatchPool(args.data, PATCH, args.per_image, args.seed, ROOT / "runs" / ".cache")
     sets = {
         "training patches": pool.patches[np.sort(rng.choice(len(pool.patches), args.samples, replace=False))],
-        "Kodak crops": kodak_crops(Path(args.kodak), 8, rng),
+        "Kodak crops": random_crops(args.kodak, PATCH, 8, rng),
     }
     started = time.time()
     rows = []
     for name in args.models.split(","):
         model, state = load_checkpoint(release_source(name))
-        losses = {s: [mean_loss(model, patches, q) for q in QUALITIES] for s, patches in sets.items()}
+        losses = {s: [rd_loss(model, patches, q) for q in QUALITIES] for s, patches in sets.items()}
         rows.append({"model": name, "config": state["config"], "losses": losses})
         print(name, {s: [round(v, 4) for v in ls] for s, ls in losses.items()}, flush=True)
 

@@ -82,3 +82,14 @@ class PatchPool:
             x = x.flip(3)
         x = torch.rot90(x, int(rng.integers(4)), dims=(2, 3))
         return x.contiguous(memory_format=torch.channels_last)
+
+
+def random_crops(folder: str | Path, size: int, per_image: int, rng: np.random.Generator) -> np.ndarray:
+    """``per_image`` random size x size crops of every image in ``folder``: (N, size, size, 3) uint8."""
+    crops = []
+    for path in image_files(folder):
+        rgb = load_rgb(path)
+        for _ in range(per_image):
+            y0, x0 = rng.integers(rgb.shape[0] - size + 1), rng.integers(rgb.shape[1] - size + 1)
+            crops.append(rgb[y0 : y0 + size, x0 : x0 + size])
+    return np.stack(crops)

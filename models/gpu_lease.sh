@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One leased-GPU training session, run on the device machine from the repository root:
-#   bash models/gpu_lease.sh 7.8     # fits one 600 s call; a lease has 15 device-minutes in all, so then at once,
-#   bash models/gpu_lease.sh 12.0    # on the still-warm machine, resumes both runs for 4.2 more (runs.json: ms-128-192-r5)
-# Trains two runs side by side on the one GPU (one alone leaves it idle between kernel launches), each
-# ending by itself, decayed, after MINUTES of training; then writes their fp16 weights (release
-# checkpoints, for `lic export`) and logs to $OUT (about 30 s of start-up and export beside MINUTES). Calling
-# it again on the same warm machine with a larger MINUTES resumes both runs from /tmp. What each past
-# lease ran is in benchmarks/training/runs.json.
+#   bash models/gpu_lease.sh 12.0 7.8   # plans a 12.0-minute schedule and stops at 7.8 (fits one 600 s call);
+#   bash models/gpu_lease.sh 12.0       # then at once, on the still-warm machine: resumes both runs to the end
+# A lease has 15 device-minutes in all. Trains two runs side by side on the one GPU (one alone leaves it
+# idle between kernel launches), each on one learning-rate schedule over MINUTES of training that ends
+# decayed; STOP_MINUTES pauses both (checkpointed, in /tmp) for the next call. Each call writes the fp16
+# weights (release checkpoints, for `lic export`) and logs to $OUT (about 30 s of start-up and export beside
+# the training). Leases 3 and 4 instead decayed fully by 7.8 minutes and re-stretched the schedule in the
+# second call, which heated the learning rate back up to half its peak. What each lease ran is in
+# benchmarks/training/runs.json.
 #
 # Before the call, on the CPU machine: bash models/before_lease.sh (the training shard, and every model
 #   but the two warm starts out of the tree, which must stay under 64 MiB); call with carry ["gpu"].
@@ -14,7 +16,7 @@
 # calls' files (see there), e.g.
 #   bash models/after_lease.sh FIRST_FILES SECOND_FILES "H100 (leased) cuda, bf16" ms-128-192-r6 c2f-64-96-r8
 set -u
-minutes=${1:?minutes}
+minutes=${1:?minutes} stop=${2:-}
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -26,7 +28,13 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # the time per step; the logs' steps/s will tell. The first step compiles (27 s on the H100, on the
 # training clock; train.py goes on eagerly if compiling fails). Seed 2 and 32 crops an image: a
 # fresh pool twice the size of seed 1's, which batch 32 had already cycled through about 55 times.
-common=(--data gpu/train --patch 256 --batch 64 --compile --per-image 32 --seed 2 --steps 100000000 --minutes "$minutes" --save-minutes 3 --threads 4)
+# Restarting at lr 3e-4 jolts a released model: on the CPU at batch 8 its held-out RD loss rose 3-5%
+# within 50-400 steps, with or without a warm-up, and about 1% at lr 1e-4 (benchmarks/warm_restart.py);
+# the leases' training logs rise the same way before the decay brings them down. By the square-root
+# rule, 3e-4 at batch 64 is about 1e-4 at batch 8, so the larger batch should calm it; the 500-step
+# warm-up (about 12 s) removes the first steps' transient of the fresh Adam state (+0.5% against +3.9%).
+common=(--data gpu/train --patch 256 --batch 64 --compile --per-image 32 --seed 2 --steps 100000000 --minutes "$minutes"
+        ${stop:+--stop-minutes "$stop"} --warmup-steps 500 --save-minutes 3 --threads 4)
 ms_from=ms-128-192-r5 ms=ms-128-192-r6 c2f_from=c2f-64-96-r7 c2f=c2f-64-96-r8  # released warm start -> new run
 source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }
 # GPU utilisation and memory every 5 s: whether the two runs still leave the GPU idle, which decides

@@ -6,7 +6,8 @@ The run directory holds ``last.pt`` (weights, optimiser, step, elapsed time; wri
 few minutes) and ``log.jsonl`` (training and Kodak evaluation records). Re-running the same command
 resumes; changing --steps on resume re-plans the learning-rate decay. With --minutes the schedule runs
 on training time instead (whichever of steps and minutes is further along), which is how a leased GPU
-session with a fixed budget is spent: the run ends by itself, decayed, inside the lease.
+session with a fixed budget is spent: the run ends by itself, decayed, inside the lease. --stop-minutes
+ends one invocation early without re-planning, so a budget split over two calls follows one schedule.
 """
 from __future__ import annotations
 
@@ -42,7 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=30000)
     p.add_argument("--minutes", type=float, help="training-time budget; the lr schedule and the run end by it")
+    p.add_argument("--stop-minutes", type=float,
+                   help="stop this invocation (checkpointed) at this much training time, leaving the schedule as planned; resume to go on")
     p.add_argument("--decay-from", type=float, default=0.7, help="fraction of steps after which lr decays (cosine to 2%%)")
+    p.add_argument("--warmup-steps", type=int, default=0,
+                   help="ramp lr up linearly over a new run's first steps (a warm start's fresh Adam state otherwise jolts it)")
     p.add_argument("--metric", choices=["mse", "ms-ssim"], default="mse")
     p.add_argument("--per-image", type=int, default=24, help="patches drawn per training image")
     p.add_argument("--eval-every", type=int, default=3000)
@@ -64,11 +69,12 @@ def progress(step: int, elapsed: float, args: argparse.Namespace) -> float:
     return max(done, elapsed / (args.minutes * 60)) if args.minutes else done
 
 
-def learning_rate(fraction: float, args: argparse.Namespace) -> float:
+def learning_rate(fraction: float, step: int, args: argparse.Namespace) -> float:
+    warmup = min(1.0, (step + 1) / args.warmup_steps) if args.warmup_steps else 1.0
     if fraction < args.decay_from:
-        return args.lr
+        return args.lr * warmup
     decay = min(1.0, (fraction - args.decay_from) / max(1e-9, 1 - args.decay_from))
-    return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * decay)))
+    return args.lr * warmup * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * decay)))
 
 
 def distortion_term(x_hat: torch.Tensor, x: torch.Tensor, lam: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +83,19 @@ def distortion_term(x_hat: torch.Tensor, x: torch.Tensor, lam: torch.Tensor, met
         return lam * 255**2 * mse, mse
     # CompressAI's MS-SSIM lambdas are ~1200x its MSE ones: lambda*255^2/50 puts q1..8 at 2.3..235.
     return lam * 255**2 / 50 * (1 - ms_ssim(x_hat.clamp(0, 1), x)), mse
+
+
+@torch.no_grad()
+def rd_loss(model: torch.nn.Module, patches: np.ndarray, quality: float, batch: int = 16) -> float:
+    """The training objective on rounded latents (distortion term + estimated bpp), mean over (N, H, W, 3) uint8 patches."""
+    total = 0.0
+    for i in range(0, len(patches), batch):
+        x = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch])).permute(0, 3, 1, 2).float() / 255
+        q = torch.full((len(x),), quality)
+        out = model(x, q, noise=False)
+        distortion, _ = distortion_term(out["x_hat"].clamp(0, 1), x, lambda_for_quality(q), "mse")
+        total += (distortion + out["bits"] / (x.shape[2] * x.shape[3])).sum().item()
+    return total / len(patches)
 
 
 def backward_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, q: torch.Tensor,
@@ -161,8 +180,11 @@ def run(args: argparse.Namespace) -> None:
     bar = tqdm(total=None if args.minutes else args.steps, initial=step, mininterval=20, dynamic_ncols=True)
     stats, seen = np.zeros(3), 0  # running means of loss/bpp/PSNR, sampled every 10 steps
     model.train()
-    while progress(step, elapsed, args) < 1:
-        lr = learning_rate(progress(step, elapsed, args), args)
+    def done() -> bool:
+        return progress(step, elapsed, args) >= 1 or (args.stop_minutes is not None and elapsed >= args.stop_minutes * 60)
+
+    while not done():
+        lr = learning_rate(progress(step, elapsed, args), step, args)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x = pool.batch(args.batch, rng, device)
@@ -191,7 +213,7 @@ def run(args: argparse.Namespace) -> None:
             if step % 500 == 0:
                 log.write(json.dumps({"step": step, "hours": elapsed / 3600, "loss": loss_s, "bpp": bpp_s, "psnr": psnr_s}) + "\n")
                 log.flush()
-        finished = progress(step, elapsed, args) >= 1
+        finished = done()
         if now - last_save > args.save_minutes * 60 or finished:
             save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed, "config": config, "args": vars(args)}, state_path)
             last_save = now

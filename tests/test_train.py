@@ -62,6 +62,20 @@ def test_a_time_budget_ends_the_run_by_itself(tmp_path):
     assert 0 < state["step"] < 10**9 and state["elapsed"] >= 3.0
 
 
+def test_stop_minutes_pauses_a_run_and_resuming_keeps_its_schedule(tmp_path):
+    """--stop-minutes ends the call early (checkpointed, lr not decayed); the resumed call finishes the
+    schedule that --minutes planned."""
+    run = tmp_path / "run"
+    train(run, 10**9, "--minutes", "0.1", "--stop-minutes", "0.02", "--decay-from", "0", "--eval-every", "100000")
+    paused = torch.load(run / "last.pt", weights_only=False)
+    assert 1.2 <= paused["elapsed"] < 6.0
+    assert paused["optimizer"]["param_groups"][0]["lr"] > 0.5e-3  # cosine from 1e-3 over 6 s: still high
+    train(run, 10**9, "--minutes", "0.1", "--decay-from", "0", "--eval-every", "100000")
+    finished = torch.load(run / "last.pt", weights_only=False)
+    assert finished["elapsed"] >= 6.0 and finished["step"] > paused["step"]
+    assert finished["optimizer"]["param_groups"][0]["lr"] < 0.1e-3
+
+
 def test_warm_start_copies_matching_tensors_across_architectures():
     from models.architectures import build
     from models.warm_start import warm_start
