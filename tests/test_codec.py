@@ -150,6 +150,39 @@ def test_corrupted_tile_payload_is_refused(codec, kodim01_bytes):
         codec.decompress(bytes(data))
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_forged_tile_payloads_are_refused_or_decoded_never_crash(codec, kodim01_rgb, seed):
+    """A tile payload damaged and then re-checksummed (as a forger would) reaches the entropy decoder and
+    the integer hyper-synthesis: it is refused with BitstreamError or decodes, never another exception."""
+    rng = np.random.default_rng(seed)
+    data = codec.compress(png_bytes(kodim01_rgb[:128, :192]), quality=3, tile=64).data
+    header = bitstream.parse(data)
+    payloads = [bitstream.tile_payload(data, header, i) for i in range(header.grid.count)]
+    target = bytearray(payloads[seed % len(payloads)])
+    at = int(rng.integers(len(target)))
+    target[at:at] = rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8).tobytes()
+    payloads[seed % len(payloads)] = bytes(target)
+    try:
+        codec.decompress(bitstream.pack(header, payloads, None))
+    except BitstreamError:
+        pass
+
+
+def test_forged_alpha_plane_is_refused(codec, kodim01_rgb):
+    """A broken chunk after the first IDAT of the alpha PNG makes Pillow raise SyntaxError while
+    decoding; found by benchmarks/fuzz_bitstreams.py, it must be a BitstreamError (HTTP 422)."""
+    alpha = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)  # noise: two IDAT chunks
+    data = codec.compress(png_bytes(np.dstack([kodim01_rgb[:300, :300], alpha]), "RGBA"), quality=1).data
+    header = bitstream.parse(data)
+    payloads = [bitstream.tile_payload(data, header, i) for i in range(header.grid.count)]
+    png = bitstream.alpha_payload(data, header)
+    first_idat = png.index(b"IDAT") - 4
+    second_chunk = first_idat + 12 + int.from_bytes(png[first_idat : first_idat + 4], "big")
+    forged = png[:second_chunk] + b"\xf8\x16\x1c\x27" + png[second_chunk:]
+    with pytest.raises(BitstreamError, match="alpha plane unreadable"):
+        codec.decompress(bitstream.pack(header, payloads, forged))
+
+
 def test_other_model_version_is_refused(codec, kodim01_bytes):
     data = codec.compress(kodim01_bytes, quality=3).data
     header = bitstream.parse(data)

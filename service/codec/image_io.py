@@ -28,6 +28,10 @@ class Planes:
     mode: str  # what decoding returns: L, LA, RGB or RGBA
 
 
+# What Pillow raises on broken or hostile image data (a broken PNG chunk is a SyntaxError).
+PILLOW_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def read_image(source: bytes | str, max_pixels: int) -> Planes:
     try:
         with warnings.catch_warnings():
@@ -37,7 +41,7 @@ def read_image(source: bytes | str, max_pixels: int) -> Planes:
                 raise LimitError(f"image has {im.width}x{im.height} = {im.width * im.height} pixels; the limit is {max_pixels}")
             im = ImageOps.exif_transpose(im)
             im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except PILLOW_ERRORS as exc:
         raise ImageError(f"cannot read image: {exc}") from exc
     return to_planes(im)
 
@@ -74,7 +78,7 @@ def decode_alpha(data: bytes, shape: tuple[int, int]) -> np.ndarray:
             if im.size != (shape[1], shape[0]) or im.mode != "L":
                 raise BitstreamError("corrupted .lic data: alpha plane has the wrong size")
             return np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except PILLOW_ERRORS as exc:
         raise BitstreamError(f"corrupted .lic data: alpha plane unreadable ({exc})") from exc
 
 
