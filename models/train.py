@@ -180,6 +180,7 @@ def run(args: argparse.Namespace) -> None:
     bar = tqdm(total=None if args.minutes else args.steps, initial=step, mininterval=20, dynamic_ncols=True)
     stats, seen = np.zeros(3), 0  # running means of loss/bpp/PSNR, sampled every 10 steps
     model.train()
+
     def done() -> bool:
         return progress(step, elapsed, args) >= 1 or (args.stop_minutes is not None and elapsed >= args.stop_minutes * 60)
 
