@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from models.architectures import QUALITIES as LADDER
 from models.data import PatchPool, random_crops
 from models.release import load_checkpoint, release_source
-from models.train import backward_step, rd_loss
+from models.train import backward_step, learning_rate, rd_loss
 from service.bench.speed import machine
 from service.codec.zoo import DEFAULT_MODEL
 
@@ -50,13 +50,14 @@ def continue_training(model: torch.nn.Module, pool: PatchPool, lr: float, warmup
                       checkpoints: list[int], crops: np.ndarray, base: np.ndarray) -> dict[int, float]:
     """Mean relative change of the held-out loss (%) at each checkpoint step."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = argparse.Namespace(lr=lr, warmup_steps=warmup, decay_from=1.0)  # models.train's, without decay
     autocast = torch.autocast("cpu", dtype=torch.bfloat16)
     rng = np.random.default_rng(0)
     q_rng = torch.Generator().manual_seed(0)
     out = {}
     for step in range(1, steps + 1):
         for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, step / warmup) if warmup else lr
+            group["lr"] = learning_rate(0.0, step - 1, schedule)
         x = pool.batch(batch, rng, torch.device("cpu"))
         q = torch.empty(batch).uniform_(1, LADDER, generator=q_rng)
         backward_step(model, optimizer, x, q, "mse", autocast)
