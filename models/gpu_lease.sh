@@ -36,6 +36,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 common=(--data gpu/train --patch 256 --batch 64 --compile --per-image 32 --seed 2 --steps 100000000 --minutes "$minutes"
         ${stop:+--stop-minutes "$stop"} --warmup-steps 500 --save-minutes 3 --threads 4)
 ms_from=ms-128-192-r5 ms=ms-128-192-r6 c2f_from=c2f-64-96-r7 c2f=c2f-64-96-r8  # released warm start -> new run
+# A format-2 warm start is read from its ONNX package, which needs onnx there (the device image has 1.23).
 source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }
 # GPU utilisation and memory every 5 s: whether the two runs still leave the GPU idle, which decides
 # whether a later lease should add a run (an equal-compute ms-64-96 beside c2f-64-96) or give the default the GPU alone.
