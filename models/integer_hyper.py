@@ -36,7 +36,7 @@ class IntegerConv(nn.Module):
     """Same-padded stride-1 convolution in fixed point: out = floor((W_int * a + b_int) / 2**weight_frac).
 
     Keeps the float weights (the trained fp16 values: what a released package stores, so the package
-    is also the model's only copy) and rounds them to integers in forward(). Scaling by a power of two
+    is also the model's only copy) and rounds them to integers inside the exported graph. Scaling by a power of two
     and rounding half to even are exact in float64, so PyTorch and onnxruntime (which folds this once,
     when it loads the graph) hold identical integers."""
 
@@ -55,6 +55,9 @@ class IntegerConv(nn.Module):
         self.weight_frac = frac
         w_int, b_int = self.integer_weights()
         assert float(w_int.abs().sum(1).max()) * ACT_LIMIT + float(b_int.abs().max()) < EXACT_LIMIT
+        # Eager runs reuse these; an ONNX export traces integer_weights() so the graph stores the floats.
+        self.register_buffer("w_int", w_int, persistent=False)
+        self.register_buffer("b_int", b_int, persistent=False)
 
     def integer_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(W_int as a matrix in im2col order (dy, dx, channel), b_int as a column), float64."""
@@ -70,7 +73,7 @@ class IntegerConv(nn.Module):
             a = torch.cat(
                 [padded[:, :, dy : dy + h, dx : dx + w] for dy in range(self.kernel) for dx in range(self.kernel)], dim=1
             )
-        w_int, b_int = self.integer_weights()
+        w_int, b_int = self.integer_weights() if torch.onnx.is_in_onnx_export() else (self.w_int, self.b_int)
         acc = torch.matmul(w_int, a.reshape(b, a.shape[1], h * w)) + b_int
         out = _floor_shift(acc, self.weight_frac).clamp(-ACT_LIMIT, ACT_LIMIT)
         return out.reshape(b, -1, h, w)

@@ -64,10 +64,6 @@ def package_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     import onnx
     from onnx import numpy_helper
 
-    manifest = json.loads((directory / "manifest.json").read_text())
-    if manifest.get("package_format", 1) < PACKAGE_FORMAT:
-        raise ValueError(f"{directory.name} is a format-1 package (folded graphs): its weights are "
-                         f"{LEGACY_CHECKPOINTS / (directory.name + '.pt')}")
     state: dict[str, torch.Tensor] = {}
     for path in sorted(directory.glob("*.onnx")):
         for initializer in onnx.load(str(path)).graph.initializer:
@@ -83,6 +79,9 @@ def package_state_dict(directory: Path) -> dict[str, torch.Tensor]:
 
 def load_package(directory: Path) -> tuple[VariableRateCodec, dict]:
     manifest = json.loads((directory / "manifest.json").read_text())
+    if manifest.get("package_format", 1) < PACKAGE_FORMAT:
+        raise ValueError(f"{directory.name} is a format-1 package (folded graphs): its weights are "
+                         f"{LEGACY_CHECKPOINTS / (directory.name + '.pt')}")
     config = {"architecture": manifest["architecture"], **manifest["widths"]}
     model = build(config)
     wanted = model.state_dict().keys()
