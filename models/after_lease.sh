@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # After a GPU lease, on the CPU machine: turn what models/gpu_lease.sh's two calls brought back into
 # evaluated, exported releases. Run from the repository root:
-#   bash models/after_lease.sh FIRST_CALL_FILES SECOND_CALL_FILES "H100 (leased) cuda, bf16" ms-128-192-r6 c2f-64-96-r8
+#   bash models/after_lease.sh FIRST_CALL_FILES SECOND_CALL_FILES "H100 (leased) cuda, bf16" ms-128-192-r6
 # (the calls' files_at folders, the GPU that trained, the run names). With one call only, give its folder twice.
 # Per run: runs/NAME/ gets mid.pt (end of the first call), release.pt and log.jsonl (the second call's);
 # both checkpoints are evaluated on Kodak the way training does (about 2 minutes each), their
 # evaluations copied to benchmarks/training/NAME-eval.jsonl, and release.pt is exported with
 # `lic export` (a format-2 package with its Kodak check, about 5 minutes). The GPU utilisation samples
-# go to benchmarks/training/NAME-gpu_util.csv. First, what models/before_lease.sh stashed comes back.
+# go to benchmarks/training/NAME-gpu_util.csv. First, what models/before_lease.sh stashed comes back;
+# last, models.weight_budget says what the new packages leave of the weight budget (exit 1: over it).
 # What needs judgement stays by hand: runs.json, DEFAULT_MODEL, golden streams, lic bench and the README.
 set -eu
 first=${1:?first call folder} second=${2:?second call folder} machine=${3:?machine}
@@ -31,3 +32,4 @@ for name in "$@"; do
   cat "$first/gpu_util.csv" "$second/gpu_util.csv" >"benchmarks/training/$name-gpu_util.csv" 2>/dev/null || true
   .venv/bin/lic export "runs/$name/release.pt" --id "$name" --kodak "$kodak"
 done
+.venv/bin/python -m models.weight_budget $(printf 'models/zoo/%s ' "$@")
