@@ -129,8 +129,13 @@ class VariableRateCodec(nn.Module):
     def synthesize(self, y_hat: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True, straight_through: bool = True) -> dict[str, torch.Tensor]:
         """Training/eval pass. Returns x_hat and bits per sample (B,).
+
+        noise: rates of noisy latents (training) or of the rounded ones. straight_through: the synthesis
+        sees rounded latents either way; with it, gradients pass the rounding to the analysis, without it
+        they stop there, and a predicted mean gets its exact gradient (the decoded value is symbol + mean),
+        which is what a decoder-side fine-tune on the real, rounded latents wants.
 
         Under autocast only g_a and the synthesis run in reduced precision: the hyper networks and
         likelihoods stay in fp32, since means and rates are precision-sensitive and cheap (1/16 scale).
@@ -147,14 +152,14 @@ class VariableRateCodec(nn.Module):
                 coded = value + torch.empty_like(value).uniform_(-0.5, 0.5) if noise else torch.round(value)
                 if level.hyper is None:
                     likelihood = self.entropy_bottleneck.likelihood(coded)
-                    decoded[level.name] = ste_round(value)
+                    decoded[level.name] = ste_round(value) if straight_through else torch.round(value)
                 else:
                     feats, mean, position = getattr(self, level.hyper)(decoded[self.hyper_source(level.name)])
                     features[level.hyper] = feats
                     if not noise:
                         coded = torch.round(value - mean) + mean
                     likelihood = gaussian_likelihood(coded, mean, scale_from_position(position))
-                    decoded[level.name] = ste_round(value - mean) + mean
+                    decoded[level.name] = (ste_round(value - mean) if straight_through else torch.round(value - mean)) + mean
                 bits = bits - torch.log2(likelihood).flatten(1).sum(1)
         x_hat = self.synthesize(decoded["y"] * inverse_gain, features)
         return {"x_hat": x_hat, "bits": bits}

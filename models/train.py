@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,7 @@ def rd_loss(model: torch.nn.Module, patches: np.ndarray, quality: float, batch: 
     return total / len(patches)
 
 
-def backward_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, q: torch.Tensor,
+def backward_step(net: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer, x: torch.Tensor, q: torch.Tensor,
                   metric: str, autocast: torch.autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of the rate-distortion loss of one batch; returns the loss, and bpp and MSE per sample."""
     optimizer.zero_grad(set_to_none=True)

@@ -157,3 +157,26 @@ def test_a_format_1_package_points_to_its_checkpoint():
     with pytest.raises(ValueError, match="format-1 package"):
         load_checkpoint(ZOO / "ms-64-96")
     assert release_source("ms-64-96") == LEGACY_CHECKPOINTS / "ms-64-96.pt"
+
+
+def test_rounded_latents_without_straight_through():
+    """Without straight-through rounding no gradient reaches the analysis, and a predicted mean learns from
+    the distortion (decoded = symbol + mean); with it, the analysis gets gradients and the mean's cancel."""
+    from models.architectures import build
+
+    torch.manual_seed(0)
+    model = build({"architecture": "mean-scale", "n": 16, "m": 24})
+    x, q = torch.rand(2, 3, 64, 64), torch.tensor([2.0, 6.0])
+    mean_head = model.h_s.head[1].weight  # its first 24 output channels are the means
+
+    def distortion_grads(straight_through: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        out = model(x, q, noise=False, straight_through=straight_through)
+        assert torch.isfinite(out["bits"]).all()
+        (out["x_hat"] - x).square().mean().backward()
+        return model.g_a[0].weight.grad, mean_head.grad[:24]
+
+    analysis, mean = distortion_grads(straight_through=False)
+    assert analysis.abs().sum() == 0 and mean.abs().sum() > 0  # rounding's gradient is zero
+    analysis, mean = distortion_grads(straight_through=True)
+    assert analysis.abs().sum() > 0 and mean.abs().sum() == 0
