@@ -133,7 +133,8 @@ def main() -> None:
         fresh[name] = {"schedule": name, **asdict(SCHEDULES[name]), "date": time.strftime("%Y-%m-%d"),
                        "loss_change_percent": {str(k): v[0] for k, v in change.items()},
                        "loss_change_percent_per_quality": {str(k): v[1:] for k, v in change.items()}}
-    rows = [fresh.get(name) or kept[name] for name in SCHEDULES if name in fresh or name in kept]
+    merged = kept | fresh
+    rows = [merged[name] for name in SCHEDULES if name in merged]
 
     print(f"\n{args.model}: held-out RD loss change after n steps (batch {args.batch}, {PATCH} px; "
           f"{len(crops)} Kodak crops, qualities {QUALITIES}); {machine()}")
