@@ -19,7 +19,7 @@ from service.codec.entropy import FrequencyTables
 from service.codec.errors import ModelError
 
 ZOO_DIR = Path(os.environ.get("LIC_MODEL_DIR", Path(__file__).resolve().parents[2] / "models" / "zoo"))
-DEFAULT_MODEL = "ms-128-192-r5"
+DEFAULT_MODEL = "ms-128-192-r6"
 QUALITY_MIN, QUALITY_MAX = 1.0, 8.0
 
 

@@ -39,7 +39,7 @@ def symbol_digest(codec: Codec, data: bytes) -> str:
 
 FIRST_MODEL = "ms-64-96"  # the first release: four cases covering tiling, grayscale and alpha
 LATER_MODELS = ["fact-64-96", "hp-64-96", "ms-64-96-r2", "c2f-64-96", "c2f-64-96-r2", "ms-128-192", "c2f-64-96-r3"]  # one multi-tile case each
-CONTEXT_MODELS = ["ms-128-192", "c2f-64-96-r3", "ms-128-192-r3", "c2f-64-96-r5", "ms-128-192-r4", "c2f-64-96-r6", "ms-128-192-r5", "c2f-64-96-r7"]  # format version 2: tiles coded with 32 px of context (y; y and hyper features)
+CONTEXT_MODELS = ["ms-128-192", "c2f-64-96-r3", "ms-128-192-r3", "c2f-64-96-r5", "ms-128-192-r4", "c2f-64-96-r6", "ms-128-192-r5", "c2f-64-96-r7", "ms-128-192-r6"]  # format version 2: tiles coded with 32 px of context (y; y and hyper features)
 
 
 def cases() -> dict[str, tuple[Image.Image, dict]]:
