@@ -4,8 +4,8 @@
 #   bash models/gpu_lease.sh 12.0       # then at once, on the still-warm machine: resumes the run to the end
 # Continues the default model on one learning-rate schedule over MINUTES of training that ends
 # decayed; STOP_MINUTES pauses it (checkpointed, in /tmp) for the next call. Each call writes the fp16
-# weights (a release checkpoint, for `lic export`) and logs to $OUT (about 30 s of start-up and export
-# beside the training). Leases 3 and 4 instead decayed fully by 7.8 minutes and re-stretched the
+# weights (a release checkpoint, for `lic export`) and logs to $OUT (about 30 s of start-up beside
+# the training). Leases 3 and 4 instead decayed fully by 7.8 minutes and re-stretched the
 # schedule in the second call, which heated the learning rate back up to half its peak.
 # A lease has 15 device-minutes in all, and the machine's start counts: lease 5 found no H100 free,
 # fell back to an H200 and had 238 s left after the first call. Then the second call shortens the
@@ -52,12 +52,15 @@ source_of() { python3 -c "import os, sys; from models.release import release_sou
 # whether a later lease should raise the batch again (a step costs little more at twice the batch, see above).
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw --format=csv,noheader -l 5 >"$out/gpu_util.csv" 2>/dev/null &
 monitor=$!
+# What the call hands back is in $OUT all along: the fp16 weights at every save (each minute) and the
+# log every 20 s. A call cut off by the lease's budget (the call's limit can be less than its timeout
+# when the machine's start took long) still returns its latest weights instead of nothing.
+(while sleep 20; do cp /tmp/a/$ms/log.jsonl "$out/$ms.jsonl" 2>/dev/null; done) &
+copier=$!
 python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "$(source_of $ms_from)" \
   --data gpu/train --patch 256 --batch 64 --compile --per-image 32 --seed 3 --steps 100000000 --minutes "$minutes" \
-  ${stop:+--stop-minutes "$stop"} --warmup-steps 500 --save-minutes 3 --threads 4 \
+  ${stop:+--stop-minutes "$stop"} --warmup-steps 500 --save-minutes 1 --release-to "$out/$ms.pt" --threads 4 \
   --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms >"$out/$ms.log" 2>&1
-kill $monitor 2>/dev/null
+kill $monitor $copier 2>/dev/null
 cp /tmp/a/$ms/log.jsonl "$out/$ms.jsonl"
-python3 -c "import sys; from pathlib import Path; from models.release import load_checkpoint, release_checkpoint
-model, state = load_checkpoint(sys.argv[1]); release_checkpoint(model, state, Path(sys.argv[2]))" /tmp/a/$ms/last.pt "$out/$ms.pt"
 ls -la "$out"; tail -n 3 "$out"/*.log

@@ -10,6 +10,7 @@ PyTorch source.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +44,13 @@ def load_checkpoint(path: str | Path) -> tuple[VariableRateCodec, dict]:
 
 
 def release_checkpoint(model: VariableRateCodec, state: dict, path: Path) -> None:
-    """fp16 weights + config + training facts, no optimiser: how a leased GPU hands a run back."""
+    """fp16 weights + config + training facts, no optimiser: how a leased GPU hands a run back.
+    Written to a temporary file first, so a run killed mid-write leaves the previous checkpoint whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {k: state.get(k) for k in ("step", "elapsed", "args")}
-    torch.save({"model": {k: v.half() for k, v in model.state_dict().items()}, "config": model.config(), **info}, path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": {k: v.half().cpu() for k, v in model.state_dict().items()}, "config": model.config(), **info}, tmp)
+    os.replace(tmp, path)
 
 
 def graph_name_in_model(graph: str, initializer: str) -> str:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
 from models.data import PatchPool, image_files, image_tensor, load_rgb
 from models.ms_ssim import ms_ssim
-from models.release import load_checkpoint
+from models.release import load_checkpoint, release_checkpoint
 from models.warm_start import warm_start
 
 
@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-image", type=int, default=24, help="patches drawn per training image")
     p.add_argument("--eval-every", type=int, default=3000)
     p.add_argument("--save-minutes", type=float, default=5.0)
+    p.add_argument("--release-to", help="with every save, also write the fp16 release checkpoint here "
+                   "(a leased GPU cut off by its budget still hands back its latest weights)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast of the transforms")
@@ -217,7 +219,10 @@ def run(args: argparse.Namespace) -> None:
                 log.flush()
         finished = done()
         if now - last_save > args.save_minutes * 60 or finished:
-            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed, "config": config, "args": vars(args)}, state_path)
+            facts = {"step": step, "elapsed": elapsed, "args": vars(args)}
+            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config, **facts}, state_path)
+            if args.release_to:
+                release_checkpoint(model, facts, Path(args.release_to))
             last_save = now
         if args.eval_dir and (step % args.eval_every == 0 or finished):
             results = evaluate(model, args.eval_dir, [float(q) for q in range(1, QUALITIES + 1)])

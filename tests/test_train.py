@@ -62,6 +62,18 @@ def test_a_time_budget_ends_the_run_by_itself(tmp_path):
     assert 0 < state["step"] < 10**9 and state["elapsed"] >= 3.0
 
 
+def test_every_save_also_writes_the_release_checkpoint(tmp_path):
+    """--release-to: the fp16 weights of the latest save, a whole file at every point, loadable on the CPU."""
+    from models.release import load_checkpoint
+
+    run, release = tmp_path / "run", tmp_path / "out" / "r.pt"
+    train(run, 3, "--release-to", str(release), "--save-minutes", "0")
+    saved = torch.load(run / "last.pt", weights_only=False)
+    model, state = load_checkpoint(release)
+    assert state["step"] == saved["step"] == 3 and not release.with_name("r.pt.tmp").exists()
+    assert all(torch.equal(v, saved["model"][k].half().float()) for k, v in model.state_dict().items())
+
+
 def test_stop_minutes_pauses_a_run_and_resuming_keeps_its_schedule(tmp_path):
     """--stop-minutes ends the call early (checkpointed, lr not decayed); the resumed call finishes the
     schedule that --minutes planned."""
