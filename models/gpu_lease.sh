@@ -9,8 +9,8 @@
 # schedule in the second call, which heated the learning rate back up to half its peak.
 # A lease has 15 device-minutes in all, and the machine's start counts: lease 5 found no H100 free,
 # fell back to an H200 and had 238 s left after the first call. Then the second call shortens the
-# schedule to what is left, MINUTES = 7.8 + (budget_left_s - 75) / 60 rounded down (lease 5: 10.4,
-# 176 s of wall time): the learning rate steps down at the resume and still ends decayed. With under
+# schedule to what is left, MINUTES = 7.8 + (budget_left_s - 75) / 60 rounded down (lease 5 ran 10.4
+# in 176 s of wall time): the learning rate steps down at the resume and still ends decayed. With under
 # about 90 s left, skip it: the first call's checkpoint (mid-schedule) is the release.
 # What each lease ran is in benchmarks/training/runs.json.
 #

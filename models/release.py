@@ -48,8 +48,13 @@ def release_checkpoint(model: VariableRateCodec, state: dict, path: Path) -> Non
     Written to a temporary file first, so a run killed mid-write leaves the previous checkpoint whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {k: state.get(k) for k in ("step", "elapsed", "args")}
+    save_atomic({"model": {k: v.half().cpu() for k, v in model.state_dict().items()}, "config": model.config(), **info}, path)
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save through a temporary file: a reader never sees a half-written checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": {k: v.half().cpu() for k, v in model.state_dict().items()}, "config": model.config(), **info}, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
 
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
 from models.data import PatchPool, image_files, image_tensor, load_rgb
 from models.ms_ssim import ms_ssim
-from models.release import load_checkpoint, release_checkpoint
+from models.release import load_checkpoint, release_checkpoint, save_atomic
 from models.warm_start import warm_start
 
 
@@ -134,12 +134,6 @@ def evaluate(model: VariableRateCodec, folder: str, qualities: list[float]) -> l
             results[q]["psnr"] += 10 * math.log10(1 / max(mse, 1e-12)) / len(files)
     model.train()
     return [{"quality": q, **v} for q, v in results.items()]
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def run(args: argparse.Namespace) -> None:
