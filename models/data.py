@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +57,7 @@ class PatchPool:
                 arr = np.asarray(im)
             if arr.shape[0] < patch or arr.shape[1] < patch:
                 continue
-            for _ in range(per_image):
-                y0 = rng.randrange(arr.shape[0] - patch + 1)
-                x0 = rng.randrange(arr.shape[1] - patch + 1)
-                crops.append(arr[y0 : y0 + patch, x0 : x0 + patch])
+            crops += crops_of(arr, patch, per_image, rng.randrange)
         self.patches = np.stack(crops)
         cache_dir.mkdir(parents=True, exist_ok=True)
         np.save(cache.with_suffix(".tmp.npy"), self.patches)
@@ -84,12 +82,19 @@ class PatchPool:
         return x.contiguous(memory_format=torch.channels_last)
 
 
+def crops_of(arr: np.ndarray, size: int, count: int, randrange: Callable[[int], int]) -> list[np.ndarray]:
+    """``count`` size x size crops of an (H, W, 3) image at offsets drawn by ``randrange(n)`` (y, then x)."""
+    crops = []
+    for _ in range(count):
+        y0 = randrange(arr.shape[0] - size + 1)
+        x0 = randrange(arr.shape[1] - size + 1)
+        crops.append(arr[y0 : y0 + size, x0 : x0 + size])
+    return crops
+
+
 def random_crops(folder: str | Path, size: int, per_image: int, rng: np.random.Generator) -> np.ndarray:
     """``per_image`` random size x size crops of every image in ``folder``: (N, size, size, 3) uint8."""
     crops = []
     for path in image_files(folder):
-        rgb = load_rgb(path)
-        for _ in range(per_image):
-            y0, x0 = rng.integers(rgb.shape[0] - size + 1), rng.integers(rgb.shape[1] - size + 1)
-            crops.append(rgb[y0 : y0 + size, x0 : x0 + size])
+        crops += crops_of(load_rgb(path), size, per_image, lambda n: int(rng.integers(n)))
     return np.stack(crops)
