@@ -48,7 +48,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
     data = Path(args.input).read_bytes()
     bar, update = _progress(None, "analysing")
     result = codec.compress(data, model=args.model, quality=args.quality, target_bpp=args.target_bpp,
-                            target_psnr=args.target_psnr, progress=update)
+                            target_psnr=args.target_psnr, refine=args.refine, progress=update)
     bar.close()
     Path(args.output).write_bytes(result.data)
     psnr = f" {result.psnr:.2f} dB" if result.psnr is not None else ""
@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile size in pixels, a multiple of 64 (default {DEFAULT_TILE})")
     c.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
                    help=f"pixels of each neighbouring tile the transforms see; 0 = independent tiles (default {DEFAULT_CONTEXT})")
+    c.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="encoder-side refinement: fewer bits for the same quality, slower encode (e.g. 40; default 0)")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=".lic -> PNG, WebP or JPEG (by extension)")

@@ -85,6 +85,19 @@ def test_multipart_and_target_bpp(service, kodim01_bytes):
     assert len(r.content) * 8 / (768 * 512) == pytest.approx(0.5, rel=0.03)
 
 
+def test_refined_compression(service, kodim01_rgb):
+    """refine=N runs the encoder-side refinement: the same quality, fewer bits for about the same
+    PSNR, and a stream the plain decoder reads."""
+    crop = png_bytes(np.ascontiguousarray(kodim01_rgb[128:320, 256:512]))
+    with service.client(timeout=300) as client:
+        plain, plain_out = roundtrip(client, crop, quality=2)
+        refined, refined_out = roundtrip(client, crop, quality=2, refine=16)
+    reference = kodim01_rgb[128:320, 256:512]
+    assert refined.headers["x-lic-quality"] == plain.headers["x-lic-quality"]
+    assert len(refined.content) < 0.97 * len(plain.content)
+    assert psnr(reference, refined_out) > psnr(reference, plain_out) - 0.5
+
+
 def test_concurrent_requests_are_batched_and_answered_separately(service, kodim01_rgb):
     crops = [np.ascontiguousarray(kodim01_rgb[y : y + 256, x : x + 256]) for y in (0, 256) for x in (0, 256, 512)] * 2
     before = service.metric("lic_batch_size_count", stage="encode"), service.metric("lic_batch_size_sum", stage="encode")
@@ -151,6 +164,8 @@ def test_redis_down_then_back(service, redis_server, kodim01_bytes):
         ("/compress", {"content": b"not really a png", "headers": PNG}, 422),
         ("/compress", {"content": png_claiming(100_000, 100_000), "headers": PNG}, 413),
         ("/compress", {"content": b"", "headers": PNG}, 400),
+        ("/compress", {"params": {"refine": 1000}}, 400),
+        ("/compress", {"params": {"refine": 4, "model": "fact-64-96"}}, 400),
         ("/decompress", {"content": b"\x89LIC garbage", "headers": LIC}, 422),
         ("/decompress", {"content": png_bytes(np.zeros((4, 4, 3), np.uint8)), "headers": {"Content-Type": "image/png"}}, 415),
         ("/decompress", {"content": b"x", "headers": {**LIC, "Accept": "text/html"}}, 406),

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request as StarletteRequest
 
 from service.codec import bitstream, image_io
-from service.codec.codec import RegionPlan, assemble, check_model, default_deblock, plan_region
+from service.codec.codec import MAX_REFINE, RegionPlan, assemble, check_model, default_deblock, plan_region
 from service.codec.errors import LimitError, ModelError
 from service.codec.tiles import TileGrid
 from service.codec.zoo import QUALITY_MAX, QUALITY_MIN
@@ -117,6 +117,8 @@ async def compress(
     target_bpp: float | None = Query(None, gt=0, le=24),
     target_psnr: float | None = Query(None, gt=0, le=100),
     tile: int | None = Query(None, ge=64, le=4096, multiple_of=64),
+    refine: int = Query(0, ge=0, le=MAX_REFINE, description="encoder-side refinement steps: fewer bits for the same "
+                        "quality, at about three syntheses of the image per step (0: one-pass encoder)"),
 ):
     """Compress an image sent as the raw body (``Content-Type: image/...``) or as multipart field ``file``."""
     state = _state(request)
@@ -138,14 +140,14 @@ async def compress(
         raise LimitError(f"{grid.count} tiles exceed the limit of {settings.max_tiles}; use a larger tile")
 
     async def work():
-        if target_bpp is None and target_psnr is None:
+        if target_bpp is None and target_psnr is None and not refine:
             q = bitstream.quality_code(4.0 if quality is None else quality) / 1000
             payloads = await engine.encode(model, package, planes, grid, q, settings.context)
             alpha = await asyncio.to_thread(image_io.encode_alpha, planes.alpha) if planes.alpha is not None else None
             header = bitstream.Header(model, package.fingerprint, q, width, height, planes.mode, tile,
                                       default_deblock(q, settings.context), settings.context)
             return bitstream.pack(header, payloads, alpha), q, None
-        data, q, psnr, _ = await engine.compress_image(model, planes, target_bpp, target_psnr, tile)
+        data, q, psnr, _ = await engine.compress_image(model, planes, quality, target_bpp, target_psnr, tile, refine)
         return data, q, psnr
 
     data, q, psnr = await until_done_or_disconnect(request, work(), settings.request_timeout_s)

@@ -18,7 +18,8 @@ import PIL
 from PIL import Image, features
 
 from service.codec import Codec
-from service.codec.zoo import available_models, load_model
+from service.codec.refine import LEARNING_RATE, TEMPERATURE
+from service.codec.zoo import DEFAULT_MODEL, available_models, load_model
 
 
 @dataclass
@@ -84,11 +85,11 @@ def classical_codecs() -> dict[str, BenchCodec]:
     return codecs
 
 
-def learned_codec(codec: Codec, model_id: str, name: str, version: str, settings: list[float]) -> BenchCodec:
+def learned_codec(codec: Codec, model_id: str, name: str, version: str, settings: list[float], refine: int = 0) -> BenchCodec:
     """One shipped model through ``codec`` (whose backend decides where the transforms run)."""
 
     def encode(image: Image.Image, q: float) -> bytes:
-        return codec.compress(image, model=model_id, quality=q).data
+        return codec.compress(image, model=model_id, quality=q, refine=refine).data
 
     def decode(data: bytes) -> np.ndarray:
         return np.asarray(codec.decompress(data).convert("RGB"))
@@ -96,8 +97,9 @@ def learned_codec(codec: Codec, model_id: str, name: str, version: str, settings
     return BenchCodec(name, version, settings, encode, decode, learned=True)
 
 
-def learned_codecs(codec: Codec | None = None, models: list[str] | None = None) -> dict[str, BenchCodec]:
-    """Shipped models at qualities 1..8 through the run time (onnxruntime)."""
+def learned_codecs(codec: Codec | None = None, models: list[str] | None = None, refine: int = 0) -> dict[str, BenchCodec]:
+    """Shipped models at qualities 1..8 through the run time (onnxruntime); with ``refine``, the default
+    model once more with that many steps of encoder-side refinement."""
     codec = codec or Codec()
     out = {}
     for model_id in models or available_models(codec.zoo):
@@ -106,4 +108,16 @@ def learned_codecs(codec: Codec | None = None, models: list[str] | None = None) 
         settings = [float(q) for q in range(int(qualities["min"]), int(qualities["max"]) + 1)]
         version = f"{package.manifest['fingerprint']}, tile {codec.tile}, context {codec.context}"  # what the bytes depend on
         out[model_id] = learned_codec(codec, model_id, model_id, version, settings)
+        if refine and model_id == DEFAULT_MODEL:
+            name = refined_name(model_id, refine)
+            out[name] = learned_codec(codec, model_id, name, f"{version}, {refinement_version(refine)}", settings, refine)
     return out
+
+
+def refined_name(model_id: str, steps: int) -> str:
+    return f"{model_id} refine {steps}"
+
+
+def refinement_version(steps: int) -> str:
+    """What refined bytes depend on besides the model: the steps and the method's constants."""
+    return f"refine {steps} (SGA, Adam lr {LEARNING_RATE}, temperature {TEMPERATURE})"

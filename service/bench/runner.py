@@ -3,11 +3,13 @@ MS-SSIM on the 8-bit RGB output, encode and decode wall time.
 
 Results are cached per codec in ``<cache>/<codec>.jsonl``, keyed by the image's sha256 and the
 setting, and tagged with the codec's version (library version or model fingerprint): a rerun only
-computes what is new or changed. Times in cached rows are those of the run that made them; the
+computes what is new or changed. Rows of the same versions in the output's committed ``rows.csv``
+count as cached, so a fresh checkout does not remeasure them. Times in cached rows are those of the run that made them; the
 side-by-side speed table comes from ``speed.py``, which is never cached.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
@@ -23,6 +25,8 @@ from service.bench.codecs import BenchCodec
 from service.bench.quality import ms_ssim, psnr
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
+INT_FIELDS = ("width", "height", "bytes")
+FLOAT_FIELDS = ("setting", "bpp", "psnr", "ms_ssim", "encode_ms", "decode_ms")
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,23 @@ def _cached(path: Path, codec: BenchCodec) -> dict[tuple[str, float], dict]:
     return {(row["sha256"], float(row["setting"])): row for row in current}
 
 
-def run(codecs: list[BenchCodec], images: list[BenchImage], cache: Path, progress: bool = True) -> list[dict]:
-    """Every codec at every setting on every image; returns one row per (codec, setting, image)."""
+def _committed(rows_csv: Path | None, codec: BenchCodec) -> dict[tuple[str, float], dict]:
+    """This codec version's rows in a committed ``rows.csv``: a fresh checkout reruns only what changed."""
+    if rows_csv is None or not rows_csv.exists():
+        return {}
+    with rows_csv.open(newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["codec"] == codec.name and row["version"] == codec.version]
+    for row in rows:
+        row.update({k: int(row[k]) for k in INT_FIELDS} | {k: float(row[k]) for k in FLOAT_FIELDS})
+    return {(row["sha256"], row["setting"]): row for row in rows}
+
+
+def run(codecs: list[BenchCodec], images: list[BenchImage], cache: Path, progress: bool = True,
+        committed: Path | None = None) -> list[dict]:
+    """Every codec at every setting on every image; returns one row per (codec, setting, image).
+    Rows come from the cache, else from ``committed`` (a previous run's rows.csv), else are measured."""
     cache.mkdir(parents=True, exist_ok=True)
-    known = {codec.name: _cached(cache_path(cache, codec), codec) for codec in codecs}
+    known = {codec.name: _committed(committed, codec) | _cached(cache_path(cache, codec), codec) for codec in codecs}
     todo = [
         (codec, image, float(s))
         for codec in codecs for s in codec.settings for image in images

@@ -22,10 +22,11 @@ from service.bench.codecs import BenchCodec, classical_codecs, learned_codecs
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "kodak"
 KODAK_ANCHORS = REPO / "benchmarks" / "anchors"  # published Kodak curves (CompressAI's JSON format)
+REFINE_STEPS = 40  # the default model's refined row
 
 
-def select_codecs(names: list[str] | None, models: list[str] | None) -> list[BenchCodec]:
-    available = {**classical_codecs(), **learned_codecs(models=models)}
+def select_codecs(names: list[str] | None, models: list[str] | None, refine: int = REFINE_STEPS) -> list[BenchCodec]:
+    available = {**classical_codecs(), **learned_codecs(models=models, refine=refine)}
     if names is None:
         return list(available.values())
     unknown = [n for n in names if n not in available]
@@ -44,10 +45,11 @@ def benchmark(
     speed_images: int = 4,
     repeats: int = 3,
     progress: bool = True,
+    refine: int = REFINE_STEPS,
 ) -> dict:
     images = runner.load_images(images_dir)
-    codecs = select_codecs(codec_names, models)
-    rows = runner.run(codecs, images, cache or REPO / "runs" / "bench-cache" / Path(images_dir).name, progress)
+    codecs = select_codecs(codec_names, models, refine)
+    rows = runner.run(codecs, images, cache or REPO / "runs" / "bench-cache" / Path(images_dir).name, progress, out / "rows.csv")
     curves = report.mean_curves(rows)
     references = report.load_references(anchors) if anchors else {}
     bd = report.bd_table({**curves, **references})
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--anchors", type=Path, help="published curves to draw and rate (default: benchmarks/anchors for Kodak, none otherwise)")
     p.add_argument("--speed-images", type=int, default=4, help="images in the speed pass (0 skips it)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--refine", type=int, default=REFINE_STEPS,
+                   help=f"also rate the default model with this many refinement steps (0: not; default {REFINE_STEPS})")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if not args.images.is_dir():
@@ -108,6 +112,6 @@ def main(argv: list[str] | None = None) -> None:
         args.images, out, args.cache,
         args.codecs.split(",") if args.codecs else None,
         args.models.split(",") if args.models else None,
-        anchors, args.speed_images, args.repeats, progress=not args.quiet,
+        anchors, args.speed_images, args.repeats, progress=not args.quiet, refine=args.refine,
     )
     print((out / "report.md").read_text())

@@ -10,8 +10,10 @@ import threading
 from typing import Protocol
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from service.codec.vjp import synthesis_vjp
 from service.codec.zoo import ModelPackage
 
 
@@ -27,6 +29,15 @@ def default_providers() -> list:
     if "CUDAExecutionProvider" in available:
         providers.append(("CUDAExecutionProvider", {"use_tf32": "0"}))
     return providers + ["CPUExecutionProvider"]
+
+
+# Graphs built at run time from a package's own graphs, so that their weights are stored once.
+DERIVED = {"g_s_vjp": "g_s"}
+
+
+def derived_graph(package: ModelPackage, graph: str) -> bytes:
+    """The serialized graph ``graph`` (only the synthesis gradient, for refinement, so far)."""
+    return synthesis_vjp(onnx.load(str(package.path(f"{DERIVED[graph]}.onnx")))).SerializeToString()
 
 
 class OnnxBackend:
@@ -46,9 +57,8 @@ class OnnxBackend:
                 if self.threads:
                     options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
-                self._sessions[graph] = ort.InferenceSession(
-                    str(self.package.path(f"{graph}.onnx")), options, providers=self.providers
-                )
+                source = derived_graph(self.package, graph) if graph in DERIVED else str(self.package.path(f"{graph}.onnx"))
+                self._sessions[graph] = ort.InferenceSession(source, options, providers=self.providers)
             return self._sessions[graph]
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

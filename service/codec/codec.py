@@ -19,6 +19,8 @@ from PIL import Image
 from service.codec import bitstream, image_io
 from service.codec.backend import Backend, OnnxBackend
 from service.codec.errors import BitstreamError, LimitError, ModelError
+from service.codec.refine import check_refinable
+from service.codec.refine import refine as refine_latents
 from service.codec.tile_coder import TileCoder
 from service.codec.tiles import DEBLOCK_TAPS, MAX_CONTEXT, TileGrid, TileView, deblock, extract, stitch
 from service.codec.zoo import DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, ModelPackage, load_model
@@ -26,6 +28,7 @@ from service.codec.zoo import DEFAULT_MODEL, QUALITY_MAX, QUALITY_MIN, ModelPack
 DEFAULT_TILE = 512
 DEFAULT_CONTEXT = 32  # px of each neighbour the transforms see: seams as if coded whole (benchmarks/tile_context.py)
 RATE_TOLERANCE = 0.01  # bisection stops within 1% of a bpp target
+MAX_REFINE = 200
 Progress = Callable[[int], None]
 K = TypeVar("K")
 TileFeeds = dict[str, dict[int, np.ndarray]]  # synthesis input name -> tile index -> that tile's plane
@@ -93,10 +96,15 @@ class Codec:
         tile: int | None = None,
         context: int | None = None,
         deblock_radius: int | None = None,
+        refine: int = 0,
         progress: Progress | None = None,
     ) -> CompressResult:
+        """``refine``: gradient steps of encoder-side latent refinement (``service.codec.refine``),
+        0 for the one-pass encoder; each step costs about three syntheses of the image."""
         if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
             raise ValueError("give one of quality, target_bpp, target_psnr")
+        if not 0 <= refine <= MAX_REFINE:
+            raise ValueError(f"refine must be in [0, {MAX_REFINE}] steps, got {refine}")
         if quality is not None and not QUALITY_MIN <= quality <= QUALITY_MAX:
             raise ValueError(f"quality must be in [{QUALITY_MIN:g}, {QUALITY_MAX:g}], got {quality}")
         tile = tile or self.tile
@@ -112,6 +120,8 @@ class Codec:
         coder = self.coder(model)
         context = self.context if context is None else context
         check_context(context, coder.package)
+        if refine:
+            check_refinable(coder)
         grid = TileGrid(width, height, tile)
         if grid.count > self.max_tiles:
             raise LimitError(f"{grid.count} tiles exceed the limit of {self.max_tiles}; use a larger tile")
@@ -134,8 +144,11 @@ class Codec:
             q = bitstream.quality_code(q) / 1000  # exactly what the decoder will read
             payloads: list[bytes] = [b""] * grid.count
             latents = []
-            for (_, chunk), y in zip(groups, analyzed):
-                chunk_payloads, decoded = coder.encode(y, np.full(len(chunk), q))
+            prepared = [coder.prepare(y, np.full(len(chunk), q)) for (_, chunk), y in zip(groups, analyzed)]
+            if refine:
+                refine_latents(coder, grid, context, groups, prepared, planes.rgb, q, refine)
+            for (_, chunk), chunk_prepared in zip(groups, prepared):
+                chunk_payloads, decoded = coder.finish(chunk_prepared)
                 latents.append(decoded)
                 for i, p in zip(chunk, chunk_payloads):
                     payloads[i] = p

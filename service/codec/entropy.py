@@ -27,11 +27,21 @@ class FrequencyTables:
     def __init__(self, freqs: np.ndarray, offsets: np.ndarray, minima: np.ndarray, precision: int):
         scale = 2.0**-precision
         self.minima = minima.astype(np.int64)
+        self.offsets = offsets.astype(np.int64)
         self.sizes = np.diff(offsets).astype(np.int64)  # including the escape symbol
         self.models = [Categorical(freqs[a:b].astype(np.float64) * scale, perfect=False) for a, b in zip(offsets[:-1], offsets[1:])]
+        self.costs = -np.log2(np.maximum(freqs, 1).astype(np.float64) * scale)  # bits of every symbol, flat
 
     def __len__(self) -> int:
         return len(self.models)
+
+    def bits(self, values: np.ndarray, table_ids: np.ndarray) -> np.ndarray:
+        """What coding each of ``values`` with its table costs, in bits (escapes included); same shapes."""
+        v = np.clip(values.astype(np.int64), -RAW_LIMIT, RAW_LIMIT) - self.minima[table_ids]
+        escape_symbol = self.sizes[table_ids] - 1
+        escaped = (v < 0) | (v >= escape_symbol)
+        cost = self.costs[self.offsets[table_ids] + np.where(escaped, escape_symbol, v)]
+        return cost + escaped * np.log2(2 * RAW_LIMIT + 1)
 
 
 def _groups(table_ids: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:

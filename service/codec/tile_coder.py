@@ -2,7 +2,8 @@
 
     analyze(x)                       g_a on a batch: (B,3,H,W) -> unscaled latent y
     encode(y, qualities)             gain, hyper-analysis, integer hyper-synthesis, quantization, ANS
-                                     -> one payload per tile, and the decoded latents (for rate control)
+                                     -> one payload per tile, and the decoded latents (for rate control);
+                                     in two steps, prepare + finish, for an encoder that refines y between
     decode_latents(payloads, shape)  ANS + integer hyper-synthesis level by level
     synthesis_feeds(latents, q)      what g_s reads of each tile: y_hat (y over the gain), hyper features
     synthesize(feeds)                g_s on a batch of feeds (tiles' own, or windows stitched with neighbours')
@@ -32,6 +33,22 @@ class Latents:
     features: dict[str, np.ndarray]
 
 
+@dataclass
+class Prepared:
+    """A batch of tiles on its way to the entropy coder, per level: the continuous (gained) latent,
+    its predicted mean (0 for factorized levels) and table ids; ``latents`` fills as levels are rounded."""
+
+    continuous: dict[str, np.ndarray]
+    means: dict[str, np.ndarray]
+    table_ids: dict[str, np.ndarray]
+    latents: Latents
+
+    def round(self, level: str) -> None:
+        mean = self.means[level]
+        symbols = np.clip(np.rint(self.continuous[level] - mean), -entropy.RAW_LIMIT, entropy.RAW_LIMIT)
+        self.latents.symbols[level], self.latents.values[level] = symbols, symbols + mean
+
+
 class TileCoder:
     def __init__(self, package: ModelPackage, backend: Backend):
         self.package, self.backend = package, backend
@@ -43,7 +60,7 @@ class TileCoder:
         inverse = np.stack([i for _, i in pairs])[:, :, None, None]
         return gain, inverse
 
-    def _tables(self, level: LevelSpec) -> entropy.FrequencyTables:
+    def tables(self, level: LevelSpec) -> entropy.FrequencyTables:
         return self.package.factorized_tables if level.hyper is None else self.package.gaussian_tables
 
     @staticmethod
@@ -57,36 +74,44 @@ class TileCoder:
     def analyze(self, x: np.ndarray) -> np.ndarray:
         return self.backend.run("g_a", {"x": np.ascontiguousarray(x, dtype=np.float32)})["y"]
 
-    def encode(self, y_raw: np.ndarray, qualities: np.ndarray) -> tuple[list[bytes], Latents]:
+    def prepare(self, y_raw: np.ndarray, qualities: np.ndarray) -> Prepared:
+        """Gain, hyper-analysis, and every level rounded but the finest, y: its entropy parameters
+        are then fixed while y is still continuous, so an encoder may refine it before ``finish``."""
         gain, _ = self._gains(qualities)
         y = (y_raw * gain).astype(np.float32)
         latents = self.backend.run("h_a", {"y": y}) if len(self.levels) > 1 else {}
         latents["y"] = y
-        values: dict[str, np.ndarray] = {}
-        symbols: dict[str, np.ndarray] = {}
-        table_ids: dict[str, np.ndarray] = {}
-        features: dict[str, np.ndarray] = {}
+        prepared = Prepared({}, {}, {}, Latents({}, {}, {}))
         previous = None
         for level in self.levels:
             v = latents[level.name].astype(np.float64)
             if level.hyper is None:
-                mean = 0.0
+                mean = np.zeros_like(v)
                 ids = np.stack([self._channel_ids(v.shape[1:])] * len(v))
             else:
-                out = self._hyper(level, values[previous])
+                out = self._hyper(level, prepared.latents.values[previous])
                 mean, ids = out["mean"], out["scale_index"].reshape(len(v), -1)
-                features[level.hyper] = out["features"]
-            symbols[level.name] = np.clip(np.rint(v - mean), -entropy.RAW_LIMIT, entropy.RAW_LIMIT)
-            values[level.name] = symbols[level.name] + mean
-            table_ids[level.name] = ids
+                prepared.latents.features[level.hyper] = out["features"]
+            prepared.continuous[level.name], prepared.means[level.name], prepared.table_ids[level.name] = v, mean, ids
+            if level.name != "y":
+                prepared.round(level.name)
             previous = level.name
+        return prepared
+
+    def finish(self, prepared: Prepared) -> tuple[list[bytes], Latents]:
+        """Round y and entropy-code every level: one payload per tile, and the decoded latents."""
+        prepared.round("y")
+        symbols = prepared.latents.symbols
         payloads = []
-        for b in range(len(y)):
+        for b in range(len(symbols["y"])):
             coder = AnsCoder()
             for level in reversed(self.levels):  # finest first: the decoder pops the coarsest first
-                entropy.encode(coder, symbols[level.name][b].ravel(), table_ids[level.name][b], self._tables(level))
+                entropy.encode(coder, symbols[level.name][b].ravel(), prepared.table_ids[level.name][b], self.tables(level))
             payloads.append(coder.get_compressed().tobytes())
-        return payloads, Latents(values, symbols, features)
+        return payloads, prepared.latents
+
+    def encode(self, y_raw: np.ndarray, qualities: np.ndarray) -> tuple[list[bytes], Latents]:
+        return self.finish(self.prepare(y_raw, qualities))
 
     def decode_latents(self, payloads: list[bytes], shape: tuple[int, int]) -> Latents:
         coders = []
@@ -107,7 +132,7 @@ class TileCoder:
                 out = self._hyper(level, values[previous])
                 mean, ids = out["mean"], list(out["scale_index"].reshape(len(payloads), -1))
                 features[level.hyper] = out["features"]
-            tables = self._tables(level)
+            tables = self.tables(level)
             decoded = np.stack([entropy.decode(coder, tile_ids, tables) for coder, tile_ids in zip(coders, ids)])
             symbols[level.name] = decoded.reshape(len(payloads), *level_shape).astype(np.float64)
             values[level.name] = symbols[level.name] + mean

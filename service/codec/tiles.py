@@ -13,7 +13,7 @@ seams as if the image had been coded whole (benchmarks/tile_context.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -127,6 +127,23 @@ def extract(image: np.ndarray, rect: tuple[int, int, int, int], shape: tuple[int
     return padded.transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
+def _overlaps(grid: TileGrid, index: int, view: TileView, planes: Mapping[int, np.ndarray]) -> Iterator[tuple[int, tuple, tuple]]:
+    """For each tile whose plane tile ``index``'s window reaches: (tile, window slices, plane slices)."""
+    own = planes[index]
+    stride = view.coded[0] // own.shape[-2]
+    height, width = view.window
+    x0, y0, _, _ = grid.rect(index)
+    wx, wy = x0 - view.margins[1], y0 - view.margins[0]
+    for j in grid.covering(wx, wy, wx + width, wy + height):
+        jx, jy, _, _ = grid.rect(j)
+        plane = planes[j]
+        ax0, ay0 = max(wx, jx), max(wy, jy)
+        ax1, ay1 = min(wx + width, jx + plane.shape[-1] * stride), min(wy + height, jy + plane.shape[-2] * stride)
+        window_part = (..., slice((ay0 - wy) // stride, (ay1 - wy) // stride), slice((ax0 - wx) // stride, (ax1 - wx) // stride))
+        plane_part = (..., slice((ay0 - jy) // stride, (ay1 - jy) // stride), slice((ax0 - jx) // stride, (ax1 - jx) // stride))
+        yield j, window_part, plane_part
+
+
 def stitch(grid: TileGrid, index: int, view: TileView, planes: Mapping[int, np.ndarray]) -> np.ndarray:
     """Tile ``index``'s window of a latent-space array, from per-tile planes (..., h, w) at one stride.
 
@@ -134,19 +151,16 @@ def stitch(grid: TileGrid, index: int, view: TileView, planes: Mapping[int, np.n
     """
     own = planes[index]
     stride = view.coded[0] // own.shape[-2]
-    height, width = view.window
-    x0, y0, _, _ = grid.rect(index)
-    wx, wy = x0 - view.margins[1], y0 - view.margins[0]
-    out = np.zeros((*own.shape[:-2], height // stride, width // stride), own.dtype)
-    for j in grid.covering(wx, wy, wx + width, wy + height):
-        jx, jy, _, _ = grid.rect(j)
-        plane = planes[j]
-        ax0, ay0 = max(wx, jx), max(wy, jy)
-        ax1, ay1 = min(wx + width, jx + plane.shape[-1] * stride), min(wy + height, jy + plane.shape[-2] * stride)
-        out[..., (ay0 - wy) // stride : (ay1 - wy) // stride, (ax0 - wx) // stride : (ax1 - wx) // stride] = (
-            plane[..., (ay0 - jy) // stride : (ay1 - jy) // stride, (ax0 - jx) // stride : (ax1 - jx) // stride]
-        )
+    out = np.zeros((*own.shape[:-2], view.window[0] // stride, view.window[1] // stride), own.dtype)
+    for j, window_part, plane_part in _overlaps(grid, index, view, planes):
+        out[window_part] = planes[j][plane_part]
     return out
+
+
+def scatter_add(grid: TileGrid, index: int, view: TileView, window: np.ndarray, planes: Mapping[int, np.ndarray]) -> None:
+    """The adjoint of ``stitch``: add a window-shaped latent array onto the planes it was read from."""
+    for j, window_part, plane_part in _overlaps(grid, index, view, planes):
+        planes[j][plane_part] += window[window_part]
 
 
 def deblock(canvas: np.ndarray, seams_x: list[int], seams_y: list[int], radius: int) -> np.ndarray:

@@ -82,6 +82,12 @@ class ModelPackage:
         inverse = np.exp(log_inverse[lo] * (1 - frac) + log_inverse[lo + 1] * frac)
         return gain.astype(np.float32), inverse.astype(np.float32)
 
+    def lmbda(self, quality: float) -> float:
+        """The rate-distortion trade-off the model was trained for at a fractional quality (log-linear)."""
+        logs = np.log(self.manifest["qualities"]["lambdas"])
+        pos = min(max(quality, QUALITY_MIN), QUALITY_MAX) - 1
+        return float(np.exp(np.interp(pos, np.arange(len(logs)), logs)))
+
     def verify(self) -> None:
         """Check every file against the manifest's sha256 (used by ``lic models --verify`` and tests)."""
         for name, digest in self.manifest["files"].items():

@@ -72,7 +72,7 @@ class Engine:
             arrays, timings = await self.pool.run(worker.synthesize_tiles, model, geometry, *columns)
             self.metrics.inference.labels("synthesis").observe(timings["synthesis"])
             return arrays
-        return [await self.pool.run(worker.compress_image, model, *value) for value in values]  # "image": rate control
+        return [await self.pool.run(worker.compress_image, model, *value) for value in values]  # "image": whole images
 
     async def _gather(self, key: Hashable, values: list[Any]) -> list[Any]:
         futures = self.batcher.submit(key, values)
@@ -98,8 +98,9 @@ class Engine:
                                           lambda _, i: (np.ascontiguousarray(window_pixels(planes.rgb, grid, i, context)), quality))
         return [payloads[i] for i in range(grid.count)]
 
-    async def compress_image(self, model: str, planes: Planes, target_bpp: float | None, target_psnr: float | None, tile: int):
-        (result,) = await self._gather(("image", model, None), [(planes, target_bpp, target_psnr, tile)])
+    async def compress_image(self, model: str, planes: Planes, quality: float | None, target_bpp: float | None,
+                             target_psnr: float | None, tile: int, refine: int):
+        (result,) = await self._gather(("image", model, None), [(planes, quality, target_bpp, target_psnr, tile, refine)])
         return result
 
     async def decode(self, data: bytes, header: bitstream.Header, package: ModelPackage, plan: RegionPlan) -> dict[int, np.ndarray]:

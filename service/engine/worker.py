@@ -84,7 +84,10 @@ def synthesize_tiles(model: str, view: TileView, windows: list[dict], sizes: lis
     return arrays, {"synthesis": time.perf_counter() - t0}
 
 
-def compress_image(model: str, planes: Planes, target_bpp: float | None, target_psnr: float | None, tile: int) -> tuple[bytes, float, float | None, dict]:
-    """Whole-image compression with rate control (several encodes of one image; not batched)."""
-    result = _codec.compress(planes, model=model, target_bpp=target_bpp, target_psnr=target_psnr, tile=tile)
+def compress_image(model: str, planes: Planes, quality: float | None, target_bpp: float | None, target_psnr: float | None,
+                   tile: int, refine: int) -> tuple[bytes, float, float | None, dict]:
+    """Whole-image compression, for rate control (several encodes of one image) or refinement (the
+    image's tiles are refined together): not batched with other requests."""
+    result = _codec.compress(planes, model=model, quality=quality, target_bpp=target_bpp, target_psnr=target_psnr,
+                             tile=tile, refine=refine)
     return result.data, result.quality, result.psnr, result.timings

@@ -1,0 +1,108 @@
+"""Encoder-side refinement: the synthesis gradient graph, the tables' bit costs, and what refining buys."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from PIL import Image
+
+from service.codec import Codec, bitstream
+from service.codec.codec import psnr
+from service.codec.tiles import TileGrid, scatter_add, stitch
+from service.codec.vjp import synthesis_vjp
+from service.codec.zoo import DEFAULT_MODEL, ZOO_DIR, load_model
+
+torch = pytest.importorskip("torch")
+
+
+def rd_cost(codec: Codec, data: bytes, reference: np.ndarray, quality: float) -> float:
+    """What refinement minimises, from real bytes and the decoded image: bits + λ·255²·SSE/3."""
+    decoded = np.asarray(codec.decompress(data).convert("RGB"), dtype=np.float64)
+    sse = float(((decoded - reference) ** 2).sum())
+    return len(data) * 8 + load_model(DEFAULT_MODEL).lmbda(quality) * sse / 3
+
+
+@pytest.mark.parametrize("model_id", [DEFAULT_MODEL, "tiny-coarse2fine"])
+def test_synthesis_gradient_graph_matches_autograd(model_id, tiny_zoo):
+    """The graph built from g_s.onnx gives PyTorch's gradient, for the default and for coarse-to-fine
+    (whose synthesis also reads the hyper features)."""
+    from models.release import load_checkpoint
+
+    directory = ZOO_DIR / model_id if model_id == DEFAULT_MODEL else tiny_zoo / model_id
+    model, _ = load_checkpoint(directory)  # the package's own (fp16) weights
+    session = ort.InferenceSession(synthesis_vjp(onnx.load(str(directory / "g_s.onnx"))).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    m = model.widths["m"]
+    feeds = {"y_hat": rng.normal(0, 2, (2, m, 4, 6)).astype(np.float32),
+             "target": rng.random((2, 3, 64, 96), dtype=np.float32),
+             "weight": (rng.random((2, 1, 64, 96)) > 0.3).astype(np.float32)}
+    for name, stride in (("h_s1", 32), ("h_s2", 16)) if model.synthesis_features else ():
+        channels = getattr(model, name).trunk[-1][0].out_channels // 4
+        feeds[name] = np.abs(rng.normal(0, 1, (2, channels, 64 // stride, 96 // stride))).astype(np.float32)
+    out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+    y = torch.from_numpy(feeds["y_hat"]).requires_grad_(True)
+    x_hat = model.synthesize(y, {k: torch.from_numpy(feeds[k]) for k in model.synthesis_features})
+    loss = 0.5 * (torch.from_numpy(feeds["weight"]) * (x_hat.clamp(0, 1) - torch.from_numpy(feeds["target"])) ** 2).sum()
+    loss.backward()
+    np.testing.assert_allclose(out["x_hat"], x_hat.detach().numpy(), atol=1e-4)
+    np.testing.assert_allclose(out["grad"], y.grad.numpy(), atol=1e-4 * float(y.grad.abs().max()))
+
+
+def test_scatter_add_is_the_adjoint_of_stitch():
+    """<stitch(a), w> = <a, scatter_add(w)> for every tile, edge tiles and padded ones included."""
+    grid, stride, context = TileGrid(200, 140, 64), 16, 32
+    rng = np.random.default_rng(1)
+    planes = {i: rng.normal(size=(3, *(s // stride for s in grid.coded_shape(i, 64)))) for i in range(grid.count)}
+    for i in range(grid.count):
+        view = grid.view(i, 64, context)
+        window = rng.normal(size=(3, view.window[0] // stride, view.window[1] // stride))
+        back = {j: np.zeros_like(p) for j, p in planes.items()}
+        scatter_add(grid, i, view, window, back)
+        assert math.isclose(float((stitch(grid, i, view, planes) * window).sum()),
+                            sum(float((planes[j] * back[j]).sum()) for j in planes), rel_tol=1e-9)
+
+
+def test_table_bits_are_what_the_coder_spends(codec, kodim01_rgb):
+    """The bit costs refinement descends add up to the payload the entropy coder writes."""
+    coder = codec.coder(DEFAULT_MODEL)
+    x = kodim01_rgb[:128, :128].transpose(2, 0, 1)[None].astype(np.float32) / 255
+    prepared = coder.prepare(coder.analyze(x), np.array([3.0]))
+    payloads, latents = coder.finish(prepared)
+    estimate = sum(float(coder.tables(level).bits(latents.symbols[level.name].ravel(), prepared.table_ids[level.name].ravel()).sum())
+                   for level in coder.levels)
+    assert estimate == pytest.approx(len(payloads[0]) * 8, rel=0.01, abs=64)
+
+
+@pytest.mark.parametrize("tile", [512, 64])  # one tile; 12 tiles refined together across their seams
+def test_refinement_lowers_the_real_rate_distortion_cost(tile, kodim01_rgb):
+    codec = Codec(tile=tile)
+    rgb = np.ascontiguousarray(kodim01_rgb[128:320, 256:512])
+    for quality in (2.0, 6.0):
+        plain = codec.compress(Image.fromarray(rgb), quality=quality)
+        refined = codec.compress(Image.fromarray(rgb), quality=quality, refine=24)
+        assert bitstream_header(refined.data) == bitstream_header(plain.data)  # same format: any decoder reads it
+        cost_plain, cost_refined = (rd_cost(codec, r.data, rgb, quality) for r in (plain, refined))
+        assert cost_refined < 0.98 * cost_plain, (quality, cost_plain, cost_refined)
+        assert psnr(rgb, np.asarray(codec.decompress(refined.data))) > psnr(rgb, np.asarray(codec.decompress(plain.data))) - 1.0
+        assert codec.compress(Image.fromarray(rgb), quality=quality, refine=24).data == refined.data  # deterministic
+
+
+def test_refinement_is_refused_clearly(tiny_zoo):
+    codec = Codec(zoo=tiny_zoo)
+    image = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="no hyperprior"):
+        codec.compress(image, model="tiny-factorized", refine=4)
+    with pytest.raises(ValueError, match="refine must be"):
+        codec.compress(image, model="tiny-mean-scale", refine=-1)
+    assert codec.compress(image, model="tiny-hyperprior", refine=2).data
+
+
+def bitstream_header(data: bytes) -> tuple:
+    header = bitstream.parse(data)
+    return header.model_id, header.fingerprint, header.quality, header.width, header.height, header.tile, header.context
