@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.bench import runner
+from service.bench import report, runner
 from service.bench.codecs import classical_codecs
 from service.bench.quality import ms_ssim
 from service.bench.suite import benchmark
@@ -71,6 +71,24 @@ def test_cache_recomputes_only_what_changed(tmp_path, crops):
     runner.run([upgraded], images, cache, progress=False)  # a new library version is measured again
     rows = [json.loads(line) for line in runner.cache_path(cache, jpeg).read_text().splitlines()]
     assert len(rows) == 4 and {r["version"] for r in rows} == {upgraded.version}
+
+
+def test_committed_rows_count_as_cached(tmp_path, crops):
+    """A fresh checkout has no cache, but the committed rows.csv holds every measured row: only rows
+    of another codec version are measured again."""
+    images = runner.load_images(crops)
+    jpeg = dataclasses.replace(classical_codecs()["JPEG 4:2:0"], settings=[30, 70])
+    first = runner.run([jpeg], images, tmp_path / "cache", progress=False)
+    report.write_csv(first, tmp_path / "rows.csv")
+
+    def never(*args):
+        raise AssertionError("a committed row was measured again")
+
+    offline = dataclasses.replace(jpeg, encode=never)
+    again = runner.run([offline], images, tmp_path / "fresh-cache", progress=False, committed=tmp_path / "rows.csv")
+    assert again == first
+    upgraded = dataclasses.replace(jpeg, version=jpeg.version + " (new build)")
+    assert len(runner.run([upgraded], images, tmp_path / "fresh-cache", progress=False, committed=tmp_path / "rows.csv")) == 4
 
 
 def test_a_codec_that_decodes_the_wrong_size_is_refused(crops):
