@@ -19,17 +19,16 @@ latents, as the decoder will, and the gradient of its pixels flows back to all o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
+from service.codec.entropy import FrequencyTables
 from service.codec.tile_coder import Prepared, TileCoder
 from service.codec.tiles import TileGrid, TileView, extract, scatter_add, stitch
 
 LEARNING_RATE = 0.05  # Adam, in quantisation bins
 TEMPERATURE = (0.5, 0.05)  # SGA: starts at, never below; it falls as exp(-4 * step / iterations)
 EDGE = 1e-4  # keeps atanh finite at the grid points
-Progress = Callable[[int], None]
 
 
 def check_refinable(coder: TileCoder) -> None:
@@ -49,7 +48,7 @@ def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[Ti
     distortion_weight = coder.package.lmbda(quality) * 255.0**2 * 2 / 3  # d/dx̂ of λ·255²·Σ(x̂−x)²/3 = this·(x̂−x)
     tables = coder.tables(coder.levels[-1])
     tiles = {i: (k, b) for k, (_, chunk) in enumerate(groups) for b, i in enumerate(chunk)}
-    y = {i: prepared[k].continuous["y"][b] for i, (k, b) in tiles.items()}
+    y = {i: prepared[k].continuous["y"][b].copy() for i, (k, b) in tiles.items()}
     mean = {i: prepared[k].means["y"][b] for i, (k, b) in tiles.items()}
     ids = {i: prepared[k].table_ids["y"][b].reshape(y[i].shape) for i, (k, b) in tiles.items()}
     features = {name: {i: prepared[k].latents.features[name][b] for i, (k, b) in tiles.items()}
@@ -64,9 +63,9 @@ def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[Ti
             soft[i], slope[i], bits_gap[i] = _sga(y[i], mean[i], ids[i], tables, temperature, rng)
         image_grad = _synthesis_gradient(coder, grid, context, groups, rgb, {i: soft[i] * inverse for i in y}, features)
         for i in y:
-            # y moves ŷ by -slope: L's gradient is the slope times (bits saved by rounding up - distortion's pull)
+            # ŷ = μ + ⌊r⌋ + 1 − p, so dL/dy = dp/dy · (bits(⌊r⌋) − bits(⌊r⌋ + 1) − dD/dŷ)
             grad = slope[i] * (bits_gap[i] - distortion_weight * inverse * image_grad[i])
-            m, v = adam[i]
+            m, v = adam[i]  # Adam, betas 0.9 and 0.999
             m += 0.1 * (grad - m)
             v += 0.001 * (grad * grad - v)
             y[i] -= LEARNING_RATE * (m / (1 - 0.9 ** (step + 1))) / (np.sqrt(v / (1 - 0.999 ** (step + 1))) + 1e-8)
@@ -74,7 +73,8 @@ def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[Ti
         prepared[k].continuous["y"][b] = y[i]
 
 
-def _sga(y: np.ndarray, mean: np.ndarray, ids: np.ndarray, tables, temperature: float, rng: np.random.Generator):
+def _sga(y: np.ndarray, mean: np.ndarray, ids: np.ndarray, tables: FrequencyTables, temperature: float,
+         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One SGA draw: ŷ = μ + ⌊r⌋ + 1 − p, r = y − μ, with p the relaxed probability of rounding down.
     Returns ŷ, dp/dy, and bits(⌊r⌋) − bits(⌊r⌋ + 1)."""
     r = y - mean
