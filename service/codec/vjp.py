@@ -50,6 +50,8 @@ def _conv_geometry(node: onnx.NodeProto) -> dict:
 
 # Per operator: (builder, node, gradient of its output, active inputs) -> [(input, its gradient), ...]
 Grads = list[tuple[str, str]]
+
+
 def _conv_transpose(b: _Builder, node, grad: str, active: set[str]) -> Grads:
     return [(node.input[0], b.add("Conv", [grad, node.input[1]], **_conv_geometry(node)))]
 
@@ -92,6 +94,10 @@ GRADIENTS: dict[str, Callable[..., Grads]] = {
 }
 
 
+def _image_input(name: str, channels: int) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [f"{PREFIX}batch", channels, f"{PREFIX}height", f"{PREFIX}width"])
+
+
 def synthesis_vjp(g_s: onnx.ModelProto) -> onnx.ModelProto:
     graph = g_s.graph
     if WRT not in {i.name for i in graph.input} or len(graph.output) != 1:
@@ -124,8 +130,6 @@ def synthesis_vjp(g_s: onnx.ModelProto) -> onnx.ModelProto:
     vjp = onnx.ModelProto()
     vjp.CopyFrom(g_s)
     vjp.graph.node.extend(b.nodes)
-    shape = lambda channels: [f"{PREFIX}batch", channels, f"{PREFIX}height", f"{PREFIX}width"]  # noqa: E731
-    vjp.graph.input.extend([helper.make_tensor_value_info("target", TensorProto.FLOAT, shape(3)),
-                            helper.make_tensor_value_info("weight", TensorProto.FLOAT, shape(1))])
+    vjp.graph.input.extend([_image_input("target", 3), _image_input("weight", 1)])
     vjp.graph.output.append(helper.make_tensor_value_info("grad", TensorProto.FLOAT, [None] * 4))
     return vjp
