@@ -4,8 +4,8 @@ MS-SSIM on the 8-bit RGB output, encode and decode wall time.
 Results are cached per codec in ``<cache>/<codec>.jsonl``, keyed by the image's sha256 and the
 setting, and tagged with the codec's version (library version or model fingerprint): a rerun only
 computes what is new or changed. Rows of the same versions in the output's committed ``rows.csv``
-count as cached, so a fresh checkout does not remeasure them. Times in cached rows are those of the run that made them; the
-side-by-side speed table comes from ``speed.py``, which is never cached.
+count as cached, so a fresh checkout does not remeasure them. Times in cached rows are those of the
+run that made them; the side-by-side speed table comes from ``speed.py``, which is never cached.
 """
 from __future__ import annotations
 

@@ -36,7 +36,10 @@ def check_refinable(coder: TileCoder) -> None:
     whose gradient ``service.codec.vjp`` can build; raises ValueError otherwise."""
     if coder.levels[-1].hyper is None:
         raise ValueError(f"model {coder.package.id} has no hyperprior: its latents cannot be refined")
-    coder.backend.session("g_s_vjp")
+    session = getattr(coder.backend, "session", None)  # building it checks the graph's operators
+    if session is None:
+        raise ValueError(f"the {type(coder.backend).__name__} backend cannot refine; use onnxruntime")
+    session("g_s_vjp")
 
 
 def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[TileView, list[int]]],
@@ -53,6 +56,7 @@ def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[Ti
     ids = {i: prepared[k].table_ids["y"][b].reshape(y[i].shape) for i, (k, b) in tiles.items()}
     features = {name: {i: prepared[k].latents.features[name][b] for i, (k, b) in tiles.items()}
                 for name in coder.package.synthesis_features}
+    fixed = [_fixed_feeds(grid, context, view, chunk, rgb, features) for view, chunk in groups]
     adam = {i: (np.zeros_like(v), np.zeros_like(v)) for i, v in y.items()}
     rng = np.random.default_rng(seed)
     start, floor = TEMPERATURE
@@ -61,7 +65,7 @@ def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[Ti
         soft, slope, bits_gap = {}, {}, {}
         for i in y:
             soft[i], slope[i], bits_gap[i] = _sga(y[i], mean[i], ids[i], tables, temperature, rng)
-        image_grad = _synthesis_gradient(coder, grid, context, groups, rgb, {i: soft[i] * inverse for i in y}, features)
+        image_grad = _synthesis_gradient(coder, grid, groups, fixed, {i: soft[i] * inverse for i in y})
         for i in y:
             # ŷ = μ + ⌊r⌋ + 1 − p, so dL/dy = dp/dy · (bits(⌊r⌋) − bits(⌊r⌋ + 1) − dD/dŷ)
             grad = slope[i] * (bits_gap[i] - distortion_weight * inverse * image_grad[i])
@@ -87,15 +91,22 @@ def _sga(y: np.ndarray, mean: np.ndarray, ids: np.ndarray, tables: FrequencyTabl
     return mean + down + 1 - p, slope, bits_gap
 
 
-def _synthesis_gradient(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[TileView, list[int]]],
-                        rgb: np.ndarray, y_hat: dict[int, np.ndarray], features: dict[str, dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
+def _fixed_feeds(grid: TileGrid, context: int, view: TileView, chunk: list[int], rgb: np.ndarray,
+                 features: dict[str, dict[int, np.ndarray]]) -> dict[str, np.ndarray]:
+    """What the gradient graph reads of a chunk's windows that no step changes: the pixels, their
+    weights, and the hyper features the synthesis reads (coarse-to-fine)."""
+    targets, weights = zip(*(_target(grid, context, view, i, rgb) for i in chunk))
+    feeds = {name: np.stack([stitch(grid, i, view, planes) for i in chunk]).astype(np.float32) for name, planes in features.items()}
+    return {**feeds, "target": np.stack(targets), "weight": np.stack(weights)}
+
+
+def _synthesis_gradient(coder: TileCoder, grid: TileGrid, groups: list[tuple[TileView, list[int]]],
+                        fixed: list[dict[str, np.ndarray]], y_hat: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """d/dŷ of ½·Σ(x̂ − x)² over the image's pixels, each counted once, in the tile it is decoded in."""
     grads = {i: np.zeros_like(v) for i, v in y_hat.items()}
-    planes = {"y_hat": y_hat, **features}
-    for view, chunk in groups:
-        feeds = {name: np.stack([stitch(grid, i, view, p) for i in chunk]).astype(np.float32) for name, p in planes.items()}
-        targets, weights = zip(*(_target(grid, context, view, i, rgb) for i in chunk))
-        out = coder.backend.run("g_s_vjp", {**feeds, "target": np.stack(targets), "weight": np.stack(weights)})
+    for (view, chunk), feeds in zip(groups, fixed):
+        windows = np.stack([stitch(grid, i, view, y_hat) for i in chunk]).astype(np.float32)
+        out = coder.backend.run("g_s_vjp", {**feeds, "y_hat": windows})
         for window, i in zip(out["grad"].astype(np.float64), chunk):
             scatter_add(grid, i, view, window, grads)
     return grads
