@@ -41,7 +41,7 @@ class PatchPool:
 
     def __init__(self, folder: str | Path, patch: int, per_image: int, seed: int, cache_dir: Path, min_scale: float = 0.5):
         self.resident: torch.Tensor | None = None
-        cache = cache_dir / f"patches-{Path(folder).name}-{patch}-{per_image}-{seed}.npy"
+        cache = cache_dir / f"patches-{Path(folder).name}-{patch}-{per_image}-{seed}-{min_scale:g}.npy"
         if cache.exists():
             self.patches = np.load(cache, mmap_mode="r")
             return

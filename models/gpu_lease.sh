@@ -38,14 +38,19 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # the time per step. Measured in lease 5 (H200): batch 64 at 60 steps/s once compiled (3,840 patches/s,
 # 2.5x lease 4's), the GPU 80-88% busy in nvidia-smi's samples, so little is left for a larger batch.
 # The first step compiles (27 s on the H100, on the training clock; train.py goes on eagerly if
-# compiling fails). 32 crops an image from a seed no lease has used: lease 5 (seed 2) cycled through
-# its pool about 60 times, so each lease gets fresh crops.
+# compiling fails).
+# Data (from lease 6): the shard is about 640 random 384 px regions of about 430 photos of train/ and train-hires/ at their
+# native scale (models/shard.py, drawn by before_lease.sh with this lease's seed, so every lease trains
+# on fresh regions); 64 patches a region, not downscaled again (--min-scale 1), make a pool of about 41k
+# patches, near lease 5's 39k (it cycled through them about 60 times). Leases 1-5 trained on
+# every photo downscaled to a 272 px short side and stored as JPEG q84 4:2:0.
 # Restarting at lr 3e-4 jolts a released model: on the CPU at batch 8 its held-out RD loss rose 3-5%
 # within 50-400 steps, with or without a warm-up, and about 1% at lr 1e-4 (benchmarks/warm_restart.py);
 # the leases' training logs rise the same way before the decay brings them down. By the square-root
 # rule, 3e-4 at batch 64 is about 1e-4 at batch 8, so the larger batch should calm it; the 500-step
 # warm-up (about 12 s) removes the first steps' transient of the fresh Adam state (+0.5% against +3.9%).
 ms_from=ms-128-192-r6 ms=ms-128-192-r7  # released warm start -> new run
+seed=6  # the shard's regions and the patches' offsets; a seed no lease has used (lease 5: 2)
 # A format-2 warm start is read from its ONNX package, which needs onnx there (the device image has 1.23).
 source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }
 # GPU utilisation and memory every 5 s: whether one run at batch 64 leaves the GPU idle, which decides
@@ -58,7 +63,7 @@ monitor=$!
 (while sleep 20; do cp /tmp/a/$ms/log.jsonl "$out/$ms.jsonl" 2>/dev/null; done) &
 copier=$!
 python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "$(source_of $ms_from)" \
-  --data gpu/train --patch 256 --batch 64 --compile --per-image 32 --seed 3 --steps 100000000 --minutes "$minutes" \
+  --data gpu/train --patch 256 --batch 64 --compile --per-image 64 --min-scale 1 --seed "$seed" --steps 100000000 --minutes "$minutes" \
   ${stop:+--stop-minutes "$stop"} --warmup-steps 500 --save-minutes 1 --release-to "$out/$ms.pt" --threads 4 \
   --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms >"$out/$ms.log" 2>&1
 kill $monitor $copier 2>/dev/null

@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ramp lr up linearly over a new run's first steps (a warm start's fresh Adam state otherwise jolts it)")
     p.add_argument("--metric", choices=["mse", "ms-ssim"], default="mse")
     p.add_argument("--per-image", type=int, default=24, help="patches drawn per training image")
+    p.add_argument("--min-scale", type=float, default=0.5,
+                   help="each image is downscaled by a random factor in [min-scale, 1] first (1: a native-scale shard, models/shard.py)")
     p.add_argument("--eval-every", type=int, default=3000)
     p.add_argument("--save-minutes", type=float, default=5.0)
     p.add_argument("--release-to", help="with every save, also write the fp16 release checkpoint here "
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> None:
     # Compiling fuses the many small element-wise operators (GDN, entropy models), whose launches take
     # most of a GPU step at these sizes (estimated in gpu_lease.sh). `model` is what is saved and evaluated.
     step_model = torch.compile(model) if args.compile else model
-    pool = PatchPool(args.data, args.patch, args.per_image, args.seed, run_dir.parent / ".cache")
+    pool = PatchPool(args.data, args.patch, args.per_image, args.seed, run_dir.parent / ".cache", args.min_scale)
     if device.type != "cpu":
         pool.keep_on(device)
     rng = np.random.default_rng(args.seed + step)
