@@ -3,6 +3,11 @@ leased-GPU runs trained on, against random crops of Kodak, which no run has seen
 
     .venv/bin/python benchmarks/generalisation.py [--models ms-128-192,ms-128-192-r3,ms-128-192-r4,...]
 
+The default --models are the releases benchmarks/generalisation.json was measured with, which have since
+left the zoo (only current releases are in the tree): restore each first with
+`git checkout db34f08 -- models/zoo/ID models/checkpoints/ID.pt` (and delete them again after), or name
+releases that are in the zoo.
+
 The training pool is rebuilt exactly as `models/gpu_lease.sh` builds it (the shard in gpu/train, 256 px
 patches, --per-image and --seed as there). If a model were memorising that pool, each release would
 gain more on it than on Kodak. Loss per sample is the training objective, lambda(q) * 255^2 * MSE + bpp
@@ -43,6 +48,9 @@ def main() -> None:
     p.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
     p.add_argument("--out", default=str(Path(__file__).with_name("generalisation.json")))
     args = p.parse_args()
+    missing = [m for m in args.models.split(",") if not release_source(m).exists()]
+    if missing:
+        p.error(f"not in the tree: {', '.join(missing)} (restore with git checkout db34f08 -- models/zoo/ID models/checkpoints/ID.pt)")
     torch.set_num_threads(2)
     rng = np.random.default_rng(123)
     pool = PatchPool(args.data, PATCH, args.per_image, args.seed, ROOT / "runs" / ".cache")

@@ -7,6 +7,9 @@ training of the transforms) lifts it.
 
     .venv/bin/python benchmarks/latent_ceiling.py [--kodak DIR] models/checkpoints/ms-64-96-r2.pt ...
 
+benchmarks/latent_ceiling.json holds ms-64-96-r2.pt and ms-64-96.pt; the second has left the tree
+(`git checkout db34f08 -- models/checkpoints/ms-64-96.pt` restores it).
+
 Models whose synthesis is g_s alone (factorized, hyperprior, mean-scale). Prints a table and writes
 benchmarks/latent_ceiling.json. PyTorch (training side), fp32.
 """

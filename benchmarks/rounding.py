@@ -8,7 +8,11 @@ encoder- or decoder-only changes that need no retraining, each against plain rou
 * Reconstruction offsets (decoder only): a non-zero symbol k decodes to the mean of its bin under the
   Gaussian the hyperprior predicts (pulled toward the mean), at full or half strength.
 
-    .venv/bin/python benchmarks/rounding.py [--model ms-128-192-r4] [--kodak DIR] [--train DIR]
+    .venv/bin/python benchmarks/rounding.py [--model ID] [--kodak DIR] [--train DIR]
+
+--model defaults to the default model. benchmarks/rounding.json was measured with ms-128-192-r4, the
+default then, which has left the zoo: `git checkout db34f08 -- models/zoo/ms-128-192-r4
+models/checkpoints/ms-128-192-r4.pt` restores it to reproduce that measurement.
 
 Whole Kodak images, qualities 1..8, estimated bits (the same estimator for every variant), PSNR of the
 8-bit output; BD-rate (PCHIP) of each variant against plain rounding. Prints a table and writes
@@ -36,6 +40,7 @@ from models.release import load_checkpoint, release_source
 from service.bench.bd import bd_rate
 from service.bench.speed import machine
 from service.codec.codec import psnr
+from service.codec.zoo import DEFAULT_MODEL
 
 RDOQ_ALPHAS = (1.0, 2.0, 4.0, 8.0)
 OFFSET_STRENGTHS = (1.0, 0.5)
@@ -100,7 +105,7 @@ def point(model: MeanScaleHyperprior, lat: Latents, symbols: torch.Tensor, decod
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="ms-128-192-r4")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
     p.add_argument("--train", default=str(ROOT.parent / "shared" / "data" / "train"), help="calibration crops")
     p.add_argument("--out", default=str(Path(__file__).with_name("rounding.json")))

@@ -10,7 +10,11 @@ and lr 1e-4. Three more rows ask whether the decoder side alone gains from a fin
 really codes ("soft then hard", Guo et al. 2021: rates of the rounded symbols, no straight-through
 gradients, so a predicted mean learns from the distortion too).
 
-    .venv/bin/python benchmarks/warm_restart.py [--model ms-128-192-r5] [--steps 400] [--batch 8] [--schedule NAME ...]
+    .venv/bin/python benchmarks/warm_restart.py [--model ID] [--steps 400] [--batch 8] [--schedule NAME ...]
+
+--model defaults to the default model. benchmarks/warm_restart.json was measured with ms-128-192-r5, the
+default then, which has left the zoo: `git checkout db34f08 -- models/checkpoints/ms-128-192-r5.pt` restores
+it to reproduce or extend that measurement (rows are kept only from a file of the same model and setup).
 
 Training steps are models.train's (bf16 autocast, gradient clipping, 256 px patches from the lease's
 shard, the same batches for every schedule); loss is the training objective on rounded latents at

@@ -8,15 +8,18 @@ from service.codec import bitstream
 from service.codec.errors import BitstreamError
 
 
+MODEL_ID = "ms-64-96-r2"
+
+
 def sample(context: int = 32) -> bytes:
-    header = bitstream.Header("ms-64-96", b"\x01" * 8, 3.25, 1000, 400, "RGBA", 512, 4, context)
+    header = bitstream.Header(MODEL_ID, b"\x01" * 8, 3.25, 1000, 400, "RGBA", 512, 4, context)
     return bitstream.pack(header, [b"abcd" * 3, b"efgh"], alpha=b"alpha-png")
 
 
 def test_pack_parse_roundtrip():
     data = sample()
     h = bitstream.parse(data)
-    assert (h.model_id, h.quality, h.width, h.height, h.mode, h.tile, h.deblock, h.context) == ("ms-64-96", 3.25, 1000, 400, "RGBA", 512, 4, 32)
+    assert (h.model_id, h.quality, h.width, h.height, h.mode, h.tile, h.deblock, h.context) == (MODEL_ID, 3.25, 1000, 400, "RGBA", 512, 4, 32)
     assert h.grid.count == 2
     assert bitstream.tile_payload(data, h, 0) == b"abcd" * 3
     assert bitstream.tile_payload(data, h, 1) == b"efgh"
@@ -57,7 +60,7 @@ def test_trailing_bytes():
 
 
 def test_version_1_files_still_read_as_independent_tiles():
-    data = (Path(__file__).parent / "golden" / "kodim01-crop-q6.lic").read_bytes()
+    data = (Path(__file__).parent / "golden" / "ms-64-96-r2-q3-tile64.lic").read_bytes()
     assert data[4] == 1
     assert bitstream.parse(data).context == 0
 
@@ -65,7 +68,7 @@ def test_version_1_files_still_read_as_independent_tiles():
 @pytest.mark.parametrize("context", [24, 80])
 def test_impossible_context_is_refused(context):
     data = bytearray(sample(context=0))
-    at = data.index(b"ms-64-96") + 8 + 8 + 14  # after the model id, fingerprint and the 14 bytes of fields before it
+    at = data.index(MODEL_ID.encode()) + len(MODEL_ID) + 8 + 14  # after the model id, fingerprint and the 14 bytes of fields before it
     data[at] = context
     size = bitstream.parse(sample(context=0)).header_size
     data[size - 4 : size] = struct.pack("<I", zlib.crc32(bytes(data[: size - 4])))

@@ -114,7 +114,7 @@ def test_context_tiles_code_like_the_whole_image(kodim01_bytes, kodim01_rgb):
 
 def test_unsupported_context_is_refused(codec, kodim01_bytes):
     with pytest.raises(ValueError, match="multiple of 32"):
-        codec.compress(kodim01_bytes, model="c2f-64-96-r3", quality=2, context=16)
+        codec.compress(kodim01_bytes, model="c2f-64-96-r7", quality=2, context=16)
     with pytest.raises(ValueError, match="context"):
         codec.compress(kodim01_bytes, quality=2, context=80)
 
@@ -196,7 +196,7 @@ def test_other_model_version_is_refused(codec, kodim01_bytes):
 
 
 def test_context_the_model_cannot_have_written_is_refused(codec, kodim01_bytes):
-    data = codec.compress(kodim01_bytes, model="c2f-64-96-r3", quality=3).data
+    data = codec.compress(kodim01_bytes, model="c2f-64-96-r7", quality=3).data
     header = bitstream.parse(data)
     header.context = 16  # a valid header, but the coarse-to-fine features need multiples of 32
     payloads = [bitstream.tile_payload(data, header, i) for i in range(header.grid.count)]

@@ -98,6 +98,19 @@ def test_refined_compression(service, kodim01_rgb):
     assert psnr(reference, refined_out) > psnr(reference, plain_out) - 0.5
 
 
+def test_refining_a_model_without_a_hyperprior_is_a_400(tiny_zoo):
+    """The zoo ships no factorized model, so this service serves the tiny ones (tests/conftest.py)."""
+    process = ServiceProcess(LIC_MODEL_DIR=str(tiny_zoo), LIC_DEFAULT_MODEL="tiny-mean-scale").start()
+    try:
+        with process.client() as client:
+            r = client.post("/compress", content=png_bytes(noisy_image(64, 64)), headers=PNG,
+                            params={"refine": 4, "model": "tiny-factorized"})
+    finally:
+        process.stop()
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json", r.text
+    assert "hyperprior" in r.json()["detail"]
+
+
 def test_concurrent_requests_are_batched_and_answered_separately(service, kodim01_rgb):
     crops = [np.ascontiguousarray(kodim01_rgb[y : y + 256, x : x + 256]) for y in (0, 256) for x in (0, 256, 512)] * 2
     before = service.metric("lic_batch_size_count", stage="encode"), service.metric("lic_batch_size_sum", stage="encode")
@@ -165,7 +178,6 @@ def test_redis_down_then_back(service, redis_server, kodim01_bytes):
         ("/compress", {"content": png_claiming(100_000, 100_000), "headers": PNG}, 413),
         ("/compress", {"content": b"", "headers": PNG}, 400),
         ("/compress", {"params": {"refine": 1000}}, 400),
-        ("/compress", {"params": {"refine": 4, "model": "fact-64-96"}}, 400),
         ("/decompress", {"content": b"\x89LIC garbage", "headers": LIC}, 422),
         ("/decompress", {"content": png_bytes(np.zeros((4, 4, 3), np.uint8)), "headers": {"Content-Type": "image/png"}}, 415),
         ("/decompress", {"content": b"x", "headers": {**LIC, "Accept": "text/html"}}, 406),
