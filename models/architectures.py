@@ -96,7 +96,18 @@ class Level:
 
 
 class VariableRateCodec(nn.Module):
-    """Shared parts: the quality gain vectors (Cui et al. 2021) and the rate/distortion bookkeeping."""
+    """Shared parts: the quality gain vectors (Cui et al. 2021) and the rate/distortion bookkeeping.
+
+    Every subclass codes ``y = g_a(x) * gain(q)`` and synthesizes from ``y_hat * inv_gain(q)``, where
+    gain and inv_gain are two learned per-channel vectors per integer quality, interpolated
+    geometrically between them. In the diagrams below ``Q`` rounds (uniform noise in training), ``EB``
+    is the factorized entropy bottleneck (one density per channel), ``GC`` the Gaussian conditional
+    whose means and scales a hyper-synthesis predicts, ``(c, 1/s)`` a tensor of c channels at 1/s of
+    the image's width and height, and ``y_hat = Q(y - mean) + mean`` where a mean is predicted.
+
+    Args:
+        latent_channels (int): channels of y, the length of each gain vector.
+    """
 
     architecture: str = ""
     synthesis_features: tuple[str, ...] = ()  # hyper-synthesis outputs the synthesis reads
@@ -174,6 +185,22 @@ class VariableRateCodec(nn.Module):
 
 
 class FactorizedPrior(VariableRateCodec):
+    """Factorized prior (Ballé et al. 2017, 2018; CompressAI's ``bmshj2018-factorized``).
+
+    .. code-block:: none
+
+        x --> g_a --> *gain(q) --> y --> Q --> y_hat --> *inv_gain(q) --> g_s --> x_hat
+                           (m, 1/16)           |
+                                               EB --> bits of y
+
+    g_a: four 5x5 stride-2 convolutions with GDN between them; g_s: the mirror image, transposed
+    convolutions with IGDN. One latent level, y, coded with per-channel factorized tables.
+
+    Args:
+        n (int): channels of the hidden layers of g_a and g_s.
+        m (int): channels of the latent y.
+    """
+
     architecture = "factorized"
 
     def __init__(self, n: int = 128, m: int = 192):
@@ -193,7 +220,28 @@ class FactorizedPrior(VariableRateCodec):
 
 
 class ScaleHyperprior(VariableRateCodec):
-    """Ballé 2018 (zero-mean); ``mean-scale`` subclasses it to add predicted means (Minnen 2018)."""
+    """Scale hyperprior (Ballé, Minnen, Singh, Hwang, Johnston 2018), zero-mean; ``mean-scale``
+    subclasses it to add predicted means (Minnen 2018).
+
+    .. code-block:: none
+
+        x --> g_a --> *gain(q) --> y -+-> |y| --> h_a --> z --> Q --> z_hat --> h_s --> scales
+                           (m, 1/16)  |               (n, 1/64) |                          |
+                                      |                        EB --> bits of z            |
+                                      +--> Q --> y_hat <-- GC (mean 0, scales) <-----------+
+                                                   |        |
+                                                   |        +--> bits of y
+                                                   +--> *inv_gain(q) --> g_s --> x_hat
+
+    g_a and g_s as in ``FactorizedPrior``. h_a: a 3x3 stride-1 convolution then two 5x5 stride-2
+    ones, LeakyReLU between. h_s: two sub-pixel x2 up-samplings and a 3x3 head to one scale position
+    per channel of y, ReLU between (only what ``models.integer_hyper`` makes bit-exact). Levels,
+    coarsest first: z (factorized tables), then y (Gaussian, from h_s).
+
+    Args:
+        n (int): channels of the hidden layers of g_a and g_s, and of z and the hyper networks.
+        m (int): channels of the latent y.
+    """
 
     architecture = "hyperprior"
     predicts_mean = False
@@ -224,13 +272,66 @@ class ScaleHyperprior(VariableRateCodec):
 
 
 class MeanScaleHyperprior(ScaleHyperprior):
+    """Mean-scale hyperprior (Minnen, Ballé, Toderici 2018) without its serial context model:
+    the hyperprior predicts a mean as well as a scale for every element of y.
+
+    .. code-block:: none
+
+        x --> g_a --> *gain(q) --> y -+-> h_a --> z --> Q --> z_hat --> h_s --> (means, scales)
+                           (m, 1/16)  |       (n, 1/64) |                              |
+                                      |                EB --> bits of z                |
+                                      +--> Q --> y_hat <-- GC (means, scales) <--------+
+                                                   |        |
+                                                   |        +--> bits of y
+                                                   +--> *inv_gain(q) --> g_s --> x_hat
+
+    As ``ScaleHyperprior``, except that h_a reads y itself (not |y|), h_s's second up-sampling and
+    head are 3n/2 wide and give 2m channels (m means, m scale positions), and y is coded as
+    Q(y - means) + means.
+
+    Args:
+        n (int): channels of the hidden layers of g_a and g_s, and of z and the hyper networks.
+        m (int): channels of the latent y.
+    """
+
     architecture = "mean-scale"
     predicts_mean = True
 
 
 class CoarseToFine(VariableRateCodec):
-    """Hu, Yang, Liu (AAAI 2020), widths configurable: ``m`` main latent, ``h2`` fine and ``h1``
-    coarse hyper-latent channels (paper: 192, 256, 128)."""
+    """Coarse-to-fine hyperprior (Hu, Yang, Liu, AAAI 2020), without serial context: two hyper levels,
+    each predicting the means and scales of the level below it, and a synthesis that also reads the
+    hyper features.
+
+    .. code-block:: none
+
+        x --> g_a --> *gain(q) --> y --> h_a2 --> z2 --> h_a1 --> z1
+                           (m, 1/16)        (h2, 1/32)       (h1, 1/64)
+
+        decoded coarsest first:
+        z1 --> Q --> z1_hat (EB) --> h_s1 --> f1 (h2, 1/32), means and scales of z2
+        z2 --> Q --> z2_hat (GC) --> h_s2 --> f2 (m, 1/16),  means and scales of y
+        y  --> Q --> y_hat  (GC)
+
+        y_hat --> *inv_gain(q) --> g_s ----------> (n, 1/2) --+
+                                                              +--> cat --> u (2n, 1/2)
+        [f2, depth_to_space(f1)] --> aggregate --> (n, 1/2) --+
+        u + fuse(u) --> reconstruct --> x_hat
+
+    g_a as in ``FactorizedPrior``; g_s is its synthesis cut at 1/2 resolution (three transposed
+    convolutions with IGDN), aggregate three transposed convolutions with ReLU, fuse three 3x3
+    convolutions (a residual on the 2n channels of u), reconstruct one transposed convolution to
+    full resolution and a 3x3 convolution to RGB. h_a2 and h_a1: two 3x3 stride-1 convolutions and a
+    5x5 stride-2 one, LeakyReLU between. h_s1 and h_s2: a 3x3 convolution and a sub-pixel x2
+    up-sampling (their features f1, f2), then a head of two 3x3 convolutions (a 5x5 receptive
+    field) to means and scale positions.
+
+    Args:
+        n (int): channels of g_a and of the synthesis' hidden layers.
+        m (int): channels of the main latent y (paper: 192).
+        h2 (int): channels of the fine hyper-latent z2 (paper: 256).
+        h1 (int): channels of the coarse hyper-latent z1 (paper: 128).
+    """
 
     architecture = "coarse2fine"
     synthesis_features = ("h_s1", "h_s2")
