@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.bench.bd import bd_psnr, bd_rate
 from service.bench.codecs import classical_codecs
 from service.codec import Codec
-from service.codec.codec import DEFAULT_CONTEXT, psnr
+from service.codec.image_io import psnr
+from service.codec.limits import DEFAULT_CONTEXT
 from service.codec.zoo import DEFAULT_MODEL, load_model
 
 QUALITIES = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from models.data import image_files, load_rgb
 from models.release import load_checkpoint
 from service.bench.speed import machine
-from service.codec.codec import psnr
+from service.codec.image_io import psnr
 
 
 def psnr8(reference: np.ndarray, x_hat: torch.Tensor) -> float:

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from service.bench.bd import bd_rate
 from service.bench.speed import machine
-from service.codec.codec import Codec, psnr
+from service.codec.codec import Codec
+from service.codec.image_io import psnr
 from service.codec.zoo import DEFAULT_MODEL
 
 QUALITIES = [float(q) for q in range(1, 9)]

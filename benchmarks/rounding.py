@@ -39,7 +39,7 @@ from models.entropy_models import gaussian_likelihood, scale_from_position
 from models.release import load_checkpoint, release_source
 from service.bench.bd import bd_rate
 from service.bench.speed import machine
-from service.codec.codec import psnr
+from service.codec.image_io import psnr
 from service.codec.zoo import DEFAULT_MODEL
 
 RDOQ_ALPHAS = (1.0, 2.0, 4.0, 8.0)

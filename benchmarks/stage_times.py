@@ -23,7 +23,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.codec import Codec
-from service.codec.codec import DEFAULT_CONTEXT, analyze_windows, synthesize_windows
+from service.codec.limits import DEFAULT_CONTEXT
+from service.codec.windows import analyze_windows, synthesize_windows
 from service.codec.tiles import TileView
 from service.codec.zoo import DEFAULT_MODEL
 

@@ -33,7 +33,7 @@ from models.data import load_rgb
 from models.entropy_models import gaussian_likelihood, scale_from_position
 from models.release import load_checkpoint, release_source
 from service.bench.speed import machine
-from service.codec.codec import psnr
+from service.codec.image_io import psnr
 from service.codec.zoo import DEFAULT_MODEL
 
 TILE, STRIDE, MARGIN = 256, 16, 2  # tile px, latent stride, context in latent pixels (32 px)

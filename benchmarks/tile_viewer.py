@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from service.bench.speed import machine
 from service.codec import Codec
-from service.codec.codec import DEFAULT_CONTEXT
+from service.codec.limits import DEFAULT_CONTEXT
 from service.codec.zoo import DEFAULT_MODEL
 from tests.service_harness import ServiceProcess
 

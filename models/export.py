@@ -152,7 +152,7 @@ def measure_kodak(model_id: str, folder: Path, qualities: list[float], zoo: Path
     [quality, bpp, psnr] per image (tests check kodim01 against these)."""
     from models.data import image_files
     from service.codec import Codec, image_io
-    from service.codec.codec import psnr
+    from service.codec.image_io import psnr
 
     codec = Codec(zoo=zoo)
     files = image_files(folder)

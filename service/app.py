@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from service.api.routes import router
-from service.codec.codec import check_context
+from service.codec.limits import check_context
 from service.codec.zoo import available_models, load_model
 from service.core import problems
 from service.core.config import Settings
@@ -27,11 +27,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.packages = {model_id: load_model(model_id) for model_id in available_models()}
+        app.state.packages = {model_id: load_model(model_id, settings.model_dir) for model_id in available_models(settings.model_dir)}
         if settings.default_model not in app.state.packages:
             raise RuntimeError(f"default model {settings.default_model!r} is not installed")
         for package in app.state.packages.values():
-            check_context(settings.context, package)
+            try:
+                check_context(settings.context, package.context_multiple)
+            except ValueError as exc:
+                raise RuntimeError(f"LIC_CONTEXT does not fit model {package.id}: {exc}") from exc
         if settings.metrics_port:
             from prometheus_client import start_http_server
 

@@ -12,8 +12,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from service.codec import Codec, CodecError, image_io
-from service.codec.codec import DEFAULT_CONTEXT, DEFAULT_TILE
+from service.codec.limits import DEFAULT_CONTEXT, DEFAULT_QUALITY, DEFAULT_TILE, QUALITY_MAX, QUALITY_MIN, check_quality
 from service.codec.zoo import DEFAULT_MODEL, available_models, load_model
+from service.core.config import Settings
+
+
+def _codec(**options) -> Codec:
+    """The library's codec over the configured model folder (LIC_MODEL_DIR)."""
+    return Codec(zoo=Settings().model_dir, **options)
 
 
 def _region(text: str) -> tuple[int, int, int, int]:
@@ -25,10 +31,10 @@ def _region(text: str) -> tuple[int, int, int, int]:
 
 
 def _quality(text: str) -> float:
-    q = float(text)
-    if not 1 <= q <= 8:
-        raise argparse.ArgumentTypeError("quality must be in [1, 8]")
-    return q
+    try:
+        return check_quality(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> float:
@@ -44,7 +50,7 @@ def _progress(total: int | None, what: str):
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-    codec = Codec(tile=args.tile, context=args.context)
+    codec = _codec(tile=args.tile, context=args.context)
     data = Path(args.input).read_bytes()
     bar, update = _progress(None, "analysing")
     result = codec.compress(data, model=args.model, quality=args.quality, target_bpp=args.target_bpp,
@@ -59,7 +65,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
 def cmd_decompress(args: argparse.Namespace) -> None:
     fmt = image_io.output_format(args.format or Path(args.output).suffix or "png")
     data = Path(args.input).read_bytes()
-    codec = Codec()
+    codec = _codec()
     header = codec.info(data)
     bar, update = _progress(header["tiles"], "decoding")
     image = codec.decompress(data, region=args.region, progress=update)
@@ -74,9 +80,9 @@ def cmd_roundtrip(args: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from service.codec.codec import psnr
+    from service.codec.image_io import psnr
 
-    codec = Codec(tile=args.tile, context=args.context)
+    codec = _codec(tile=args.tile, context=args.context)
     data = Path(args.input).read_bytes()
     reference = image_io.read_image(data, codec.max_pixels).rgb
     print(f"{args.input} with {args.model}:")
@@ -91,12 +97,13 @@ def cmd_roundtrip(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    print(json.dumps(Codec().info(Path(args.file).read_bytes()), indent=2))
+    print(json.dumps(_codec().info(Path(args.file).read_bytes()), indent=2))
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    for model_id in available_models():
-        package = load_model(model_id)
+    zoo = Settings().model_dir
+    for model_id in available_models(zoo):
+        package = load_model(model_id, zoo)
         if args.verify:
             package.verify()
         m = package.manifest
@@ -125,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output")
     c.add_argument("--model", default=DEFAULT_MODEL)
     rate = c.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=_quality, help="1..8, fractional allowed (default 4)")
+    rate.add_argument("--quality", type=_quality, help=f"{QUALITY_MIN:g}..{QUALITY_MAX:g}, fractional allowed (default {DEFAULT_QUALITY:g})")
     rate.add_argument("--target-bpp", type=_positive, help="find the quality giving this many bits per pixel")
     rate.add_argument("--target-psnr", type=_positive, help="find the lowest quality reaching this PSNR (dB)")
     c.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile size in pixels, a multiple of 64 (default {DEFAULT_TILE})")
@@ -149,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("roundtrip", help="compress + decompress in memory, print bpp and PSNR")
     r.add_argument("input")
     r.add_argument("--model", default=DEFAULT_MODEL)
-    r.add_argument("--quality", type=_quality, nargs="+", default=[1.0, 4.0, 8.0])
+    r.add_argument("--quality", type=_quality, nargs="+", default=[QUALITY_MIN, DEFAULT_QUALITY, QUALITY_MAX])
     r.add_argument("--tile", type=int, default=DEFAULT_TILE)
     r.add_argument("--context", type=int, default=DEFAULT_CONTEXT)
     r.set_defaults(func=cmd_roundtrip)

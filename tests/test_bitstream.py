@@ -74,3 +74,31 @@ def test_impossible_context_is_refused(context):
     data[size - 4 : size] = struct.pack("<I", zlib.crc32(bytes(data[: size - 4])))
     with pytest.raises(BitstreamError, match="context"):
         bitstream.parse(bytes(data))
+
+
+def forged(field: str, value: int) -> bytes:
+    """sample() with one header field rewritten and the header checksum recomputed, as an attacker would."""
+    offsets = {"quality": 0, "tile": 11, "deblock": 13}  # after the fingerprint: quality u16, width u32, height u32, mode u8, tile u16, deblock u8
+    data = bytearray(sample(context=0))
+    at = data.index(MODEL_ID.encode()) + len(MODEL_ID) + 8 + offsets[field]
+    struct.pack_into("<H" if field in ("quality", "tile") else "<B", data, at, value)
+    size = bitstream.parse(sample(context=0)).header_size
+    data[size - 4 : size] = struct.pack("<I", zlib.crc32(bytes(data[: size - 4])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("field, value", [("tile", 65472), ("tile", 4160), ("tile", 0), ("quality", 999), ("quality", 8001), ("deblock", 9)])
+def test_forged_header_fields_with_valid_checksums_are_refused(field, value):
+    with pytest.raises(BitstreamError, match="corrupted .lic header"):
+        bitstream.parse(forged(field, value))
+
+
+def test_the_writer_decides_quality_code_and_deblocking():
+    q = bitstream.coded_quality(3.14159)
+    assert q == 3.142
+    data = bitstream.write(MODEL_ID, b"\x01" * 8, q, 1000, 400, "RGB", 512, 0, [b"a", b"b"])
+    h = bitstream.parse(data)
+    assert (h.quality, h.deblock, h.context) == (3.142, bitstream.default_deblock(q, 0), 0) and h.deblock > 0
+    assert bitstream.parse(bitstream.write(MODEL_ID, b"\x01" * 8, q, 1000, 400, "RGB", 512, 32, [b"a", b"b"])).deblock == 0
+    with pytest.raises(ValueError, match="coded_quality"):
+        bitstream.write(MODEL_ID, b"\x01" * 8, 3.14159, 1000, 400, "RGB", 512, 0, [b"a", b"b"])

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from service.codec import BitstreamError, ImageError, LimitError, bitstream
-from service.codec.codec import Codec, psnr
+from service.codec.codec import Codec
+from service.codec.image_io import psnr
 from service.codec.zoo import DEFAULT_MODEL, load_model
 from tests.conftest import png_bytes
 

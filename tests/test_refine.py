@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from service.codec import Codec, bitstream
-from service.codec.codec import psnr
+from service.codec.image_io import psnr
 from service.codec.tiles import TileGrid, scatter_add, stitch
 from service.codec.vjp import synthesis_vjp
 from service.codec.zoo import DEFAULT_MODEL, ZOO_DIR, load_model

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.codec.codec import psnr
+from service.codec.image_io import psnr
 from service.engine.cache import pack_arrays, unpack_arrays
 from tests.conftest import KODIM01, png_bytes
 from tests.service_harness import RedisServer, ServiceProcess

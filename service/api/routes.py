@@ -11,10 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request as StarletteRequest
 
 from service.codec import bitstream, image_io
-from service.codec.codec import MAX_REFINE, RegionPlan, assemble, check_model, default_deblock, plan_region
+from service.codec.codec import check_model
 from service.codec.errors import LimitError, ModelError
+from service.codec.limits import DEFAULT_QUALITY, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
 from service.codec.tiles import TileGrid
-from service.codec.zoo import QUALITY_MAX, QUALITY_MIN
+from service.codec.windows import RegionPlan, assemble, plan_region
 from service.core.problems import Problem
 from service.engine.batcher import QueueFull
 
@@ -113,10 +114,11 @@ def binary_response(data: bytes, media_type: str, headers: dict[str, str]) -> Re
 async def compress(
     request: Request,
     model: str | None = Query(None, description="model id (GET /models); default: the service default"),
-    quality: float | None = Query(None, ge=QUALITY_MIN, le=QUALITY_MAX, description="1..8, fractional allowed (default 4)"),
+    quality: float | None = Query(None, ge=QUALITY_MIN, le=QUALITY_MAX,
+                                  description=f"{QUALITY_MIN:g}..{QUALITY_MAX:g}, fractional allowed (default {DEFAULT_QUALITY:g})"),
     target_bpp: float | None = Query(None, gt=0, le=24),
     target_psnr: float | None = Query(None, gt=0, le=100),
-    tile: int | None = Query(None, ge=64, le=4096, multiple_of=64),
+    tile: int | None = Query(None, ge=TILE_MIN, le=TILE_MAX, multiple_of=TILE_MULTIPLE),
     refine: int = Query(0, ge=0, le=MAX_REFINE, description="encoder-side refinement steps: fewer bits for the same "
                         "quality, at about three syntheses of the image per step (0: one-pass encoder)"),
 ):
@@ -139,18 +141,8 @@ async def compress(
     if grid.count > settings.max_tiles:
         raise LimitError(f"{grid.count} tiles exceed the limit of {settings.max_tiles}; use a larger tile")
 
-    async def work():
-        if target_bpp is None and target_psnr is None and not refine:
-            q = bitstream.quality_code(4.0 if quality is None else quality) / 1000
-            payloads = await engine.encode(model, package, planes, grid, q, settings.context)
-            alpha = await asyncio.to_thread(image_io.encode_alpha, planes.alpha) if planes.alpha is not None else None
-            header = bitstream.Header(model, package.fingerprint, q, width, height, planes.mode, tile,
-                                      default_deblock(q, settings.context), settings.context)
-            return bitstream.pack(header, payloads, alpha), q, None
-        data, q, psnr, _ = await engine.compress_image(model, planes, quality, target_bpp, target_psnr, tile, refine)
-        return data, q, psnr
-
-    data, q, psnr = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
+    work = engine.compress(model, package, planes, grid, quality, target_bpp, target_psnr, refine)
+    data, q, psnr = await until_done_or_disconnect(request, work, settings.request_timeout_s)
     bpp = len(data) * 8 / (width * height)
     metrics.bpp.labels(model, str(round(q))).observe(bpp)
     metrics.pixels.labels("compress").inc(width * height)

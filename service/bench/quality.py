@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import correlate1d
 
-from service.codec.codec import psnr
+from service.codec.image_io import psnr
 
 __all__ = ["ms_ssim", "psnr"]
 

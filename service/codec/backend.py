@@ -5,7 +5,6 @@ cross-check bitstreams lives in ``models.torch_backend``.
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Protocol
 
@@ -46,7 +45,7 @@ class OnnxBackend:
     def __init__(self, package: ModelPackage, providers: list | None = None, threads: int | None = None):
         self.package = package
         self.providers = providers or default_providers()
-        self.threads = threads or int(os.environ.get("LIC_THREADS", "0")) or None
+        self.threads = threads  # None: onnxruntime's default (every core)
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._lock = threading.Lock()
 

@@ -9,10 +9,10 @@
     .       2     quality x 1000 (1000..8000)
     .       4     width, 4 height (pixels)
     .       1     mode: 0 L, 1 LA, 2 RGB, 3 RGBA (what decoding returns)
-    .       2     tile size (pixels; multiple of 64)
-    .       1     deblocking radius in pixels (0 = off)
-    .       1     context: pixels of each neighbour the transforms saw (0 = independent tiles;
-                  version 2 only, version 1 files have no such byte and mean 0)
+    .       2     tile size (pixels; multiple of 64, at most 4096)
+    .       1     deblocking radius in pixels (0 = off; at most 8)
+    .       1     context: pixels of each neighbour the transforms saw (0 = independent tiles; a multiple
+                  of 16, at most 64; version 2 only, version 1 files have no such byte and mean 0)
     .       8n    per tile, raster order: payload length u32, CRC-32 of the payload u32
     .       8     if alpha: alpha length u32, CRC-32 u32
     .       4     CRC-32 of every header byte above
@@ -21,6 +21,10 @@
 
 The header's CRC and each payload's CRC make truncation and corruption detectable before any
 decoding; per-tile lengths let any tile be located and decoded alone.
+
+This module is the container's one writer (``write``) and one reader (``parse``, ``tile_payload``,
+``alpha_payload``): the quality a stream is coded at (``coded_quality``) and its deblocking radius
+(``default_deblock``) are decided here, and nowhere else knows the field order.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ import zlib
 from dataclasses import dataclass, field
 
 from service.codec.errors import BitstreamError
-from service.codec.tiles import MAX_CONTEXT, TileGrid
+from service.codec.limits import CONTEXT_MULTIPLE, MAX_CONTEXT, QUALITY_MAX, QUALITY_MIN, QUALITY_SCALE, TILE_MAX, TILE_MULTIPLE
+from service.codec.tiles import TileGrid
 
 MAGIC = b"\x89LIC"
 VERSION = 2
@@ -37,6 +42,7 @@ READABLE_VERSIONS = (1, 2)
 FLAG_ALPHA = 1
 MODES = ("L", "LA", "RGB", "RGBA")
 MAX_DIMENSION = 1 << 20
+MAX_DEBLOCK = 8  # px; writers use at most 4 (default_deblock)
 
 
 @dataclass
@@ -67,8 +73,31 @@ class Header:
         return self.header_size + sum(length for length, _ in self.tile_entries) + alpha
 
 
-def quality_code(quality: float) -> int:
-    return int(round(quality * 1000))
+def _quality_code(quality: float) -> int:
+    return int(round(quality * QUALITY_SCALE))
+
+
+def coded_quality(quality: float) -> float:
+    """``quality`` as the container holds it, so exactly what a decoder reads: encoders code at this one."""
+    return _quality_code(quality) / QUALITY_SCALE
+
+
+def default_deblock(quality: float, context: int) -> int:
+    """Seam smoothing radius: for tiles coded without context, where seams show at low rates
+    (measured in benchmarks/kodak_core.json); tiles coded with context need none."""
+    if context:
+        return 0
+    return 4 if quality < 3 else 2 if quality < 5 else 0
+
+
+def write(model_id: str, fingerprint: bytes, quality: float, width: int, height: int, mode: str, tile: int, context: int,
+          payloads: list[bytes], alpha: bytes | None = None, deblock: int | None = None) -> bytes:
+    """A whole .lic file. ``quality`` must be a ``coded_quality`` (the one the payloads were coded at);
+    ``deblock`` defaults to ``default_deblock``."""
+    if quality != coded_quality(quality):
+        raise ValueError(f"quality {quality} is not one the container can hold; code at coded_quality({quality})")
+    deblock = default_deblock(quality, context) if deblock is None else deblock
+    return pack(Header(model_id, fingerprint, quality, width, height, mode, tile, deblock, context), payloads, alpha)
 
 
 def pack(header: Header, payloads: list[bytes], alpha: bytes | None) -> bytes:
@@ -78,7 +107,7 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None) -> bytes:
     out = bytearray(MAGIC)
     out += struct.pack("<BBB", VERSION, FLAG_ALPHA if alpha is not None else 0, len(model)) + model
     out += header.fingerprint
-    out += struct.pack("<HIIBHBB", quality_code(header.quality), header.width, header.height, MODES.index(header.mode),
+    out += struct.pack("<HIIBHBB", _quality_code(header.quality), header.width, header.height, MODES.index(header.mode),
                        header.tile, header.deblock, header.context)
     for payload in payloads:
         out += struct.pack("<II", len(payload), zlib.crc32(payload))
@@ -125,11 +154,15 @@ def parse(data: bytes, check_payloads: bool = True) -> Header:
     fingerprint = r.bytes(8)
     quality, width, height, mode, tile, deblock = r.take("<HIIBHB")
     (context,) = r.take("<B") if version >= 2 else (0,)
-    if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION) or mode >= len(MODES) or tile == 0 or tile % 64:
+    if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION) or mode >= len(MODES):
         raise BitstreamError("corrupted .lic header (geometry)")
-    if context % 16 or context > MAX_CONTEXT:
+    if tile == 0 or tile % TILE_MULTIPLE or tile > TILE_MAX:  # no writer makes larger tiles: one would decode in unbounded memory
+        raise BitstreamError(f"corrupted .lic header (tile of {tile} px)")
+    if context % CONTEXT_MULTIPLE or context > MAX_CONTEXT:
         raise BitstreamError(f"corrupted .lic header (context of {context} px)")
-    header = Header(model_id, fingerprint, quality / 1000, width, height, MODES[mode], tile, deblock, context)
+    if not QUALITY_MIN <= quality / QUALITY_SCALE <= QUALITY_MAX or deblock > MAX_DEBLOCK:
+        raise BitstreamError("corrupted .lic header (quality or deblocking)")
+    header = Header(model_id, fingerprint, quality / QUALITY_SCALE, width, height, MODES[mode], tile, deblock, context)
     n = header.grid.count
     if len(data) - r.pos < 8 * n + 4:
         raise BitstreamError(f"truncated .lic header: {n} tiles announced, {len(data)} bytes in file")

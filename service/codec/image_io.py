@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -111,3 +112,9 @@ def write_image(im: Image.Image, fmt: str) -> bytes:
     else:
         im.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two 8-bit images of one shape (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255.0**2 / mse) if mse > 0 else float("inf")

@@ -21,7 +21,6 @@ import numpy as np
 
 DEBLOCK_TAPS = 2  # radius of the binomial smoothing kernel [1, 4, 6, 4, 1] / 16
 K = TypeVar("K")
-MAX_CONTEXT = 64  # px; at most the smallest tile, so a window reaches only the 8 neighbours
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,10 +16,10 @@ import numpy as np
 
 from service.codec.entropy import FrequencyTables
 from service.codec.errors import ModelError
+from service.codec.limits import QUALITY_MAX, QUALITY_MIN
 
-ZOO_DIR = Path(os.environ.get("LIC_MODEL_DIR", Path(__file__).resolve().parents[2] / "models" / "zoo"))
+ZOO_DIR = Path(__file__).resolve().parents[2] / "models" / "zoo"  # the service's is Settings.model_dir (LIC_MODEL_DIR)
 DEFAULT_MODEL = "ms-128-192-r6"
-QUALITY_MIN, QUALITY_MAX = 1.0, 8.0
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,14 @@ Defaults are the embedded mode: one process, CPU, in-process tile cache, no othe
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.codec.codec import DEFAULT_CONTEXT, DEFAULT_TILE
-from service.codec.zoo import DEFAULT_MODEL
+from service.codec.limits import CONTEXT_MULTIPLE, DEFAULT_CONTEXT, DEFAULT_TILE, MAX_CONTEXT, check_tile
+from service.codec.zoo import DEFAULT_MODEL, ZOO_DIR
 
 
 class Settings(BaseSettings):
@@ -21,13 +22,15 @@ class Settings(BaseSettings):
     port: int = 8000
     metrics_port: int | None = Field(None, description="serve /metrics on this port as well (None: only on the main port)")
 
+    model_dir: Path = Field(ZOO_DIR, description="folder of model packages (models/zoo in the repository and the image)")
     default_model: str = DEFAULT_MODEL
     tile: int = DEFAULT_TILE
-    context: int = Field(DEFAULT_CONTEXT, ge=0, le=64, multiple_of=16,
+    context: int = Field(DEFAULT_CONTEXT, ge=0, le=MAX_CONTEXT, multiple_of=CONTEXT_MULTIPLE,
                          description="px of each neighbouring tile the transforms see (0: independent tiles, with seam deblocking)")
     workers: int = Field(1, ge=1, description="inference worker processes (one per GPU on GPU hosts)")
     threads_per_worker: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 = cores / workers")
     device: str = Field("auto", description="auto | cpu | cuda")
+    gpu_count: int = Field(1, ge=1, description="GPUs on the host: worker k uses GPU k mod gpu_count")
     max_batch: int = Field(8, ge=1, le=64, description="most tiles in one inference batch")
     max_queue_delay_ms: float = Field(0.0, ge=0, description="wait for a fuller batch at most this long (0: never wait when a worker is free)")
     max_queue_tiles: int = Field(512, ge=1, description="tiles waiting for a worker before requests are refused with 503")
@@ -56,10 +59,8 @@ class Settings(BaseSettings):
 
     @field_validator("tile")
     @classmethod
-    def _tile_multiple(cls, value: int) -> int:
-        if value % 64 or not 64 <= value <= 4096:
-            raise ValueError("tile must be a multiple of 64 in [64, 4096]")
-        return value
+    def _tile(cls, value: int) -> int:
+        return check_tile(value)
 
     def threads(self) -> int:
         return self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)

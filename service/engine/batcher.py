@@ -1,22 +1,22 @@
-"""Dynamic batching of tiles onto the worker pool, in the manner of Triton's dynamic batcher.
+"""Dynamic batching of tiles, in the manner of Triton's dynamic batcher.
 
-Work items are queued by key: (stage, model, tile shape), so every batch has one shape. Whenever a
-worker slot is free, the oldest ready queue is flushed as one batch of up to ``max_batch`` items. A
-queue is ready when it holds a full batch or its oldest item has waited ``max_delay``; with a delay
-of 0 nothing ever waits for company, and batches still grow under load, while the workers are busy.
-The queue is bounded: ``reserve`` refuses work beyond ``max_queue`` items (the caller answers 503).
-Cancelled items (client gone, deadline passed) are dropped before they reach a worker.
+Work items are queued by key: (stage, model, tile geometry), so every batch has one shape. The
+consumer (the engine, once per free worker slot) takes the oldest ready queue as one ``Batch`` of up to
+``max_batch`` items with ``next_batch``, runs it, and hands it back with ``Batch.resolve`` or
+``Batch.fail`` and ``release``. A queue is ready when it holds a full batch or its oldest item has
+waited ``max_delay``; with a delay of 0 nothing ever waits for company, and batches still grow under
+load, while every slot is busy. The queue is bounded: ``submit`` refuses work beyond ``max_queue``
+items (the caller answers 503). Cancelled items (client gone, deadline passed) are dropped before they
+are handed out. The batcher calls nothing: it only queues, forms batches and delivers results.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
-
-Execute = Callable[[Hashable, list[Any]], Awaitable[list[Any]]]
 
 
 @dataclass
@@ -26,31 +26,45 @@ class _Item:
     enqueued: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class Batch:
+    key: Hashable
+    items: list[_Item]
+    formed: float = field(default_factory=time.monotonic)
+
+    @property
+    def values(self) -> list[Any]:
+        return [item.value for item in self.items]
+
+    @property
+    def waits(self) -> list[float]:
+        """Seconds each item spent queued."""
+        return [self.formed - item.enqueued for item in self.items]
+
+    def resolve(self, results: list[Any]) -> None:
+        for item, result in zip(self.items, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    def fail(self, exc: BaseException) -> None:
+        """Deliver an error to every request of the batch."""
+        for item in self.items:
+            if not item.future.done():
+                item.future.set_exception(exc)
+
+
 class QueueFull(Exception):
     pass
 
 
 class DynamicBatcher:
-    def __init__(self, execute: Execute, slots: int, max_batch: int, max_delay_s: float, max_queue: int,
-                 on_batch: Callable[[Hashable, int, list[float]], None] | None = None):
-        self.execute, self.max_batch, self.max_delay, self.max_queue = execute, max_batch, max_delay_s, max_queue
-        self.on_batch = on_batch
+    def __init__(self, slots: int, max_batch: int, max_delay_s: float, max_queue: int):
+        self.max_batch, self.max_delay, self.max_queue = max_batch, max_delay_s, max_queue
         self.queues: dict[Hashable, deque[_Item]] = {}
-        self.depth = 0
+        self.depth = 0  # items queued
+        self.in_flight = 0  # batches handed out and not yet released
         self._slots = asyncio.Semaphore(slots)
         self._wakeup = asyncio.Event()
-        self._running: set[asyncio.Task] = set()
-        self._loop_task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._dispatch())
-
-    async def close(self) -> None:
-        """Finish queued and running work, then stop."""
-        while self.depth or self._running:
-            await asyncio.sleep(0.01)
-        if self._loop_task:
-            self._loop_task.cancel()
 
     def submit(self, key: Hashable, values: list[Any]) -> list[asyncio.Future]:
         if self.depth + len(values) > self.max_queue:
@@ -62,6 +76,39 @@ class DynamicBatcher:
         self.depth += len(items)
         self._wakeup.set()
         return [item.future for item in items]
+
+    async def next_batch(self) -> Batch:
+        """Wait for a free slot and a ready queue; the slot is held until ``release``."""
+        await self._slots.acquire()  # batches keep filling while every slot is busy
+        while True:
+            key, wait = self._next_ready(time.monotonic())
+            if key is None:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            queue, items = self.queues[key], []
+            while queue and len(items) < self.max_batch:
+                item = queue.popleft()
+                self.depth -= 1
+                if not item.future.cancelled():
+                    items.append(item)
+            if items:
+                self.in_flight += 1
+                return Batch(key, items)
+
+    def release(self, batch: Batch) -> None:
+        """The batch's slot is free again."""
+        self.in_flight -= 1
+        self._slots.release()
+        self._wakeup.set()
+
+    async def drained(self) -> None:
+        """Return once nothing is queued or in flight."""
+        while self.depth or self.in_flight:
+            await asyncio.sleep(0.01)
 
     def _next_ready(self, now: float) -> tuple[Hashable | None, float | None]:
         """The ready key with the oldest item, else the seconds until one becomes ready."""
@@ -79,44 +126,3 @@ class DynamicBatcher:
             else:
                 wait = self.max_delay - age if wait is None else min(wait, self.max_delay - age)
         return best, wait
-
-    async def _dispatch(self) -> None:
-        while True:
-            key, wait = self._next_ready(time.monotonic())
-            if key is None:
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            await self._slots.acquire()  # batches keep filling while every worker is busy
-            queue, batch = self.queues[key], []
-            while queue and len(batch) < self.max_batch:
-                item = queue.popleft()
-                self.depth -= 1
-                if not item.future.cancelled():
-                    batch.append(item)
-            if not batch:
-                self._slots.release()
-                continue
-            task = asyncio.create_task(self._run(key, batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _run(self, key: Hashable, batch: list[_Item]) -> None:
-        try:
-            started = time.monotonic()
-            if self.on_batch:
-                self.on_batch(key, len(batch), [started - item.enqueued for item in batch])
-            results = await self.execute(key, [item.value for item in batch])
-            for item, result in zip(batch, results):
-                if not item.future.done():
-                    item.future.set_result(result)
-        except Exception as exc:  # delivered to every request in the batch
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-        finally:
-            self._slots.release()
-            self._wakeup.set()

@@ -8,14 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from service.codec import bitstream
-from service.codec.codec import RegionPlan, TileFeeds, tile_size, window_feeds, window_pixels
+from service.codec import bitstream, image_io
+from service.codec.windows import RegionPlan, SynthesisPlanes, tile_size, window_feeds, window_pixels
 from service.codec.image_io import Planes
+from service.codec.limits import DEFAULT_QUALITY
+from service.codec.tiles import TileGrid
 from service.codec.zoo import ModelPackage
 from service.core.config import Settings
 from service.core.metrics import Metrics
 from service.engine import worker
-from service.engine.batcher import DynamicBatcher
+from service.engine.batcher import Batch, DynamicBatcher
 from service.engine.cache import MemoryTileCache, RedisTileCache, TileCache, pack_arrays, tile_key, unpack_arrays
 from service.engine.pool import WorkerPool
 
@@ -24,37 +26,54 @@ class Engine:
     def __init__(self, settings: Settings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
         self.pool = WorkerPool(settings)
-        self.batcher = DynamicBatcher(
-            self._execute, slots=settings.workers, max_batch=settings.max_batch,
-            max_delay_s=settings.max_queue_delay_ms / 1000, max_queue=settings.max_queue_tiles, on_batch=self._observe_batch,
-        )
+        self.batcher = DynamicBatcher(slots=settings.workers, max_batch=settings.max_batch,
+                                      max_delay_s=settings.max_queue_delay_ms / 1000, max_queue=settings.max_queue_tiles)
         self.cache: TileCache = (
             RedisTileCache(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_s, settings.redis_retry_s,
                            on_error=metrics.cache.labels("error").inc)
             if settings.redis_url else MemoryTileCache(settings.cache_memory_bytes)
         )
         self.ready = False
+        self._dispatcher: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         await self.pool.start()
         for device in set(self.pool.devices):
             self.metrics.workers.labels(device).set(self.pool.devices.count(device))
-        self.batcher.start()
+        self._dispatcher = asyncio.create_task(self._dispatch())
         self.ready = True
 
     async def stop(self) -> None:
+        """Finish queued and running work, then stop the workers."""
         self.ready = False
-        await self.batcher.close()
+        await self.batcher.drained()
+        if self._dispatcher:
+            self._dispatcher.cancel()
         self.pool.close()
         await self.cache.close()
 
     # -------------------------------------------------------------- batching
-    def _observe_batch(self, key: Hashable, size: int, waits: list[float]) -> None:
-        stage = key[0]
-        self.metrics.batch_size.labels(stage).observe(size)
-        for wait in waits:
-            self.metrics.queue_wait.labels(stage).observe(wait)
-        self.metrics.queue_depth.set(self.batcher.depth)
+    async def _dispatch(self) -> None:
+        """One batch per free worker slot, as the batcher forms them."""
+        while True:
+            batch = await self.batcher.next_batch()
+            stage = batch.key[0]
+            self.metrics.batch_size.labels(stage).observe(len(batch.items))
+            for wait in batch.waits:
+                self.metrics.queue_wait.labels(stage).observe(wait)
+            self.metrics.queue_depth.set(self.batcher.depth)
+            task = asyncio.create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: Batch) -> None:
+        try:
+            batch.resolve(await self._execute(batch.key, batch.values))
+        except Exception as exc:  # delivered to every request in the batch
+            batch.fail(exc)
+        finally:
+            self.batcher.release(batch)
 
     async def _execute(self, key: Hashable, values: list[Any]) -> list[Any]:
         stage, model, geometry = key  # geometry: the tiles' view (encode, synthesis) or coded shape (latents)
@@ -93,15 +112,23 @@ class Engine:
         return {i: result for members, chunk in zip(groups.values(), results) for i, result in zip(members, chunk)}
 
     # ------------------------------------------------------------ operations
-    async def encode(self, model: str, package: ModelPackage, planes: Planes, grid, quality: float, context: int) -> list[bytes]:
-        payloads = await self._run_groups("encode", model, grid.by_view(package.padding_multiple, context),
-                                          lambda _, i: (np.ascontiguousarray(window_pixels(planes.rgb, grid, i, context)), quality))
-        return [payloads[i] for i in range(grid.count)]
+    async def compress(self, model: str, package: ModelPackage, planes: Planes, grid: TileGrid, quality: float | None,
+                       target_bpp: float | None, target_psnr: float | None, refine: int) -> tuple[bytes, float, float | None]:
+        """The .lic file, the quality it was coded at, and its PSNR when rate control measured it.
 
-    async def compress_image(self, model: str, planes: Planes, quality: float | None, target_bpp: float | None,
-                             target_psnr: float | None, tile: int, refine: int):
-        (result,) = await self._gather(("image", model, None), [(planes, quality, target_bpp, target_psnr, tile, refine)])
-        return result
+        At a given quality the tiles are batched with other requests' tiles; rate control and refinement
+        code the whole image in one worker (several codings of one image, or all its tiles refined together).
+        """
+        if target_bpp is not None or target_psnr is not None or refine:
+            (result,) = await self._gather(("image", model, None), [(planes, quality, target_bpp, target_psnr, grid.tile, refine)])
+            return result
+        q = bitstream.coded_quality(DEFAULT_QUALITY if quality is None else quality)
+        context = self.settings.context
+        encoded = await self._run_groups("encode", model, grid.by_view(package.padding_multiple, context),
+                                         lambda _, i: (np.ascontiguousarray(window_pixels(planes.rgb, grid, i, context)), q))
+        alpha = await asyncio.to_thread(image_io.encode_alpha, planes.alpha) if planes.alpha is not None else None
+        payloads = [encoded[i] for i in range(grid.count)]
+        return bitstream.write(model, package.fingerprint, q, grid.width, grid.height, planes.mode, grid.tile, context, payloads, alpha), q, None
 
     async def decode(self, data: bytes, header: bitstream.Header, package: ModelPackage, plan: RegionPlan) -> dict[int, np.ndarray]:
         """Decoded tiles for a region plan: cached ones from the cache, the rest through the batcher."""
@@ -129,7 +156,7 @@ class Engine:
         return tiles | fresh
 
     async def _latents(self, data: bytes, header: bitstream.Header, package: ModelPackage, content: str,
-                       sources: list[int], reuse: bool) -> TileFeeds:
+                       sources: list[int], reuse: bool) -> SynthesisPlanes:
         """What the synthesis reads of each source tile, entropy-decoded through the batcher.
 
         With ``reuse`` (a partial decode of tiles coded with context) the latents also go through the
@@ -149,7 +176,7 @@ class Engine:
         fresh = await self._run_groups("latents", model, shapes, lambda _, i: (bitstream.tile_payload(data, header, i), header.quality))
         if reuse:
             await self.cache.set_many({keys[i]: pack_arrays(arrays) for i, arrays in fresh.items()})
-        feeds: TileFeeds = {}
+        feeds: SynthesisPlanes = {}
         for i, arrays in (known | fresh).items():
             for name, plane in arrays.items():
                 feeds.setdefault(name, {})[i] = plane

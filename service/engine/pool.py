@@ -20,10 +20,9 @@ class WorkerPool:
 
     def _spawn(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads and an event loop
-        config = self.settings.model_dump() | {"threads": self.settings.threads()}
         return ProcessPoolExecutor(
             max_workers=self.settings.workers, mp_context=context,
-            initializer=worker.initialize, initargs=(config, context.Value("i", 0)),
+            initializer=worker.initialize, initargs=(self.settings, context.Value("i", 0)),
         )
 
     async def start(self) -> None:

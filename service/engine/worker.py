@@ -13,43 +13,46 @@ import numpy as np
 
 from service.codec import Codec
 from service.codec.backend import OnnxBackend
-from service.codec.codec import analyze_windows, synthesize_windows
+from service.codec.windows import analyze_windows, synthesize_windows
 from service.codec.image_io import Planes
+from service.codec.limits import DEFAULT_QUALITY
 from service.codec.tiles import TileView
+from service.core.config import Settings
 
 _codec: Codec | None = None
 _device = "cpu"
 
 
-def _providers(device: str, index: int) -> tuple[list, str]:
+def _providers(device: str, gpu_count: int, index: int) -> tuple[list, str]:
     import onnxruntime as ort
 
     use_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers())
     if not use_cuda:
         return ["CPUExecutionProvider"], "cpu"
-    gpu = index % int(os.environ.get("LIC_GPU_COUNT", "1"))
+    gpu = index % gpu_count
     return [("CUDAExecutionProvider", {"device_id": str(gpu), "use_tf32": "0"}), "CPUExecutionProvider"], f"cuda:{gpu}"
 
 
-def initialize(settings: dict, counter) -> None:
+def initialize(settings: Settings, counter) -> None:
     """Process initializer: pick a device, open sessions, warm every configured batch size."""
     global _codec, _device
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    providers, _device = _providers(settings["device"], index)
-    threads = settings["threads"]
+    providers, _device = _providers(settings.device, settings.gpu_count, index)
+    threads = settings.threads()
     _codec = Codec(
         backend_factory=lambda package: OnnxBackend(package, providers=providers, threads=threads),
-        tile=settings["tile"], context=settings["context"], max_pixels=settings["max_pixels"], max_tiles=settings["max_tiles"],
+        tile=settings.tile, context=settings.context, max_pixels=settings.max_pixels, max_tiles=settings.max_tiles,
+        zoo=settings.model_dir,
     )
-    tile, context, model = settings["tile"], settings["context"], settings["default_model"]
+    tile, context, model = settings.tile, settings.context, settings.default_model
     view = TileView((tile, tile), (context,) * 4)  # an inner tile of a large image
     rng = np.random.default_rng(index)
-    for batch in settings["warmup_batches"]:
+    for batch in settings.warmup_batches:
         windows = [rng.integers(0, 256, (*view.window, 3), dtype=np.uint8) for _ in range(batch)]
-        payloads, _ = encode_tiles(model, view, windows, [4.0] * batch)
-        feeds, _ = decode_latents(model, (tile, tile), payloads, [4.0] * batch)
+        payloads, _ = encode_tiles(model, view, windows, [DEFAULT_QUALITY] * batch)
+        feeds, _ = decode_latents(model, (tile, tile), payloads, [DEFAULT_QUALITY] * batch)
         grown = [{name: view.grow(plane) for name, plane in f.items()} for f in feeds]
         synthesize_tiles(model, view, grown, [(tile, tile)] * batch)
 
@@ -85,9 +88,9 @@ def synthesize_tiles(model: str, view: TileView, windows: list[dict], sizes: lis
 
 
 def compress_image(model: str, planes: Planes, quality: float | None, target_bpp: float | None, target_psnr: float | None,
-                   tile: int, refine: int) -> tuple[bytes, float, float | None, dict]:
+                   tile: int, refine: int) -> tuple[bytes, float, float | None]:
     """Whole-image compression, for rate control (several encodes of one image) or refinement (the
     image's tiles are refined together): not batched with other requests."""
     result = _codec.compress(planes, model=model, quality=quality, target_bpp=target_bpp, target_psnr=target_psnr,
                              tile=tile, refine=refine)
-    return result.data, result.quality, result.psnr, result.timings
+    return result.data, result.quality, result.psnr

@@ -1,0 +1,39 @@
+"""Rate control: the continuous quality that meets a target (bits per pixel or PSNR) for one image.
+
+A model codes every quality in [QUALITY_MIN, QUALITY_MAX]; bits and PSNR both grow with quality, so a
+bisection over it finds the target in at most 16 encodes of the analysed image (the analysis is run
+once; each encode re-quantises and entropy-codes).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from service.codec.limits import QUALITY_MAX, QUALITY_MIN
+
+T = TypeVar("T")
+STEPS = 14
+
+
+def bisect_quality(encode_at: Callable[[float], T], measure: Callable[[T], float], target: float, tolerance: float) -> T:
+    """The encoding whose ``measure`` is closest to ``target``: stops once within ``tolerance``; a target
+    outside the model's range gets the nearest end."""
+    lo, hi = QUALITY_MIN, QUALITY_MAX
+    best: tuple[float, T] | None = None
+    for q in (lo, hi):
+        encoded = encode_at(q)
+        value = measure(encoded)
+        if best is None or abs(value - target) < best[0]:
+            best = (abs(value - target), encoded)
+        if (q == lo and value >= target) or (q == hi and value <= target):
+            return encoded
+    for _ in range(STEPS):
+        q = (lo + hi) / 2
+        encoded = encode_at(q)
+        value = measure(encoded)
+        if abs(value - target) < best[0]:
+            best = (abs(value - target), encoded)
+        if abs(value - target) <= tolerance:
+            break
+        lo, hi = (q, hi) if value < target else (lo, q)
+    return best[1]
