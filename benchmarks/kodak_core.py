@@ -106,7 +106,7 @@ def main() -> None:
         "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, onnxruntime CPU",
         "date": time.strftime("%Y-%m-%d"),
         "model": DEFAULT_MODEL,
-        "fingerprint": package.manifest["fingerprint"],
+        "fingerprint": package.manifest.fingerprint,
         "images": len(files),
         "context_px": DEFAULT_CONTEXT,
         "tiled_512": tiled,

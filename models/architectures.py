@@ -15,13 +15,12 @@ network predicts each one's entropy parameters, and which hyper features the syn
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from models.entropy_models import EntropyBottleneck, gaussian_likelihood, scale_from_position
 from models.layers import GDN, SubpixelUp, conv, deconv
+from service.codec.manifest import Level
 
 # CompressAI's MSE lambda ladder, so our curves compare with the published anchors.
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.18)
@@ -83,16 +82,6 @@ def synthesis_transform(m: int, n: int) -> nn.Sequential:
         deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
         deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
     )
-
-
-@dataclass(frozen=True)
-class Level:
-    """One latent of a model, as the run time sees it."""
-
-    name: str
-    channels: int
-    stride: int  # downsampling factor relative to the image
-    hyper: str | None  # name of the integer hyper-synthesis predicting its mean/scale; None = factorized tables
 
 
 class VariableRateCodec(nn.Module):

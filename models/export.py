@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import torch
 from models.architectures import LAMBDAS, QUALITIES, VariableRateCodec
 from models.entropy_models import TABLE_PRECISION, gaussian_pmf_tables, quantize_tables
 from models.graphs import runtime_graphs
-from models.release import PACKAGE_FORMAT, REPO, ZOO, load_checkpoint
+from models.release import REPO, ZOO, load_checkpoint
+from service.codec.manifest import PACKAGE_FORMAT, Manifest, Onnx, Qualities, Training, fingerprint_of
 
 
 @torch.no_grad()
@@ -198,43 +198,51 @@ def export(checkpoint: str, model_id: str, zoo: Path, kodak: Path | None = None,
     tolerance = export_onnx(model, out_dir)
     write_tables(model, out_dir)
     files = {p.name: sha256(p) for p in sorted(out_dir.iterdir()) if p.suffix in (".onnx", ".npz")}
-    fingerprint = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
     args = state.get("args") or {}
-    manifest = {
-        "id": model_id,
-        "version": version,
-        "package_format": PACKAGE_FORMAT,
-        "architecture": model.architecture,
-        "widths": model.widths,
-        "levels": [vars(level) for level in model.levels()],
-        "synthesis_features": list(model.synthesis_features),
-        "qualities": {"min": 1, "max": QUALITIES, "lambdas": list(LAMBDAS), "metric": args.get("metric", "mse")},
-        "training": {
-            "steps": state.get("step"),
-            "hours": round((state.get("elapsed") or 0) / 3600, 2),
-            "seconds": round(state.get("elapsed") or 0, 1),
-            "patch": args.get("patch"),
-            "batch": args.get("batch"),
-            "lr": args.get("lr"),
-            "data": "shared/data/train (BSDS500, ImageNet sample, McMaster; 1,233 photos)",
-            "warm_start": warm_start_facts(args.get("init_from")),
-        },
-        "onnx": {"opset": 17, "max_abs_diff_vs_pytorch": tolerance},
-        "files": files,
-        "fingerprint": fingerprint,
-        "kodak": [],
-    }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = Manifest(
+        id=model_id,
+        version=version,
+        package_format=PACKAGE_FORMAT,
+        architecture=model.architecture,
+        widths=model.widths,
+        levels=model.levels(),
+        synthesis_features=list(model.synthesis_features),
+        qualities=Qualities(min=1, max=QUALITIES, lambdas=list(LAMBDAS), metric=args.get("metric", "mse")),
+        training=Training(
+            steps=state.get("step"),
+            hours=round((state.get("elapsed") or 0) / 3600, 2),
+            seconds=round(state.get("elapsed") or 0, 1),
+            patch=args.get("patch"),
+            batch=args.get("batch"),
+            lr=args.get("lr"),
+            data=training_data(args.get("data")),
+            warm_start=warm_start_facts(args.get("init_from")),
+        ),
+        onnx=Onnx(opset=17, max_abs_diff_vs_pytorch=tolerance),
+        files=files,
+        fingerprint=fingerprint_of(files),
+    )
+    manifest.save(out_dir / "manifest.json")
     if kodak is not None:
-        manifest["kodak"], manifest["kodak_images"] = measure_kodak(model_id, kodak, [float(q) for q in range(1, QUALITIES + 1)], zoo)
-        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        kodak_rows, per_image = measure_kodak(model_id, kodak, [float(q) for q in range(1, QUALITIES + 1)], zoo)
+        manifest.model_copy(update={"kodak": kodak_rows, "kodak_images": per_image}).save(out_dir / "manifest.json")
     return out_dir
+
+
+DATA = {  # training folders, in words for the manifest
+    "gpu/train": "a lease's native-scale shard of shared/data/train and train-hires (models/shard.py)",
+    "../shared/data/train": "shared/data/train (BSDS500, ImageNet sample, McMaster; 1,233 photos)",
+}
+
+
+def training_data(folder: str | None) -> str:
+    return DATA.get(folder or "", folder or "not recorded")
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="lic export", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="run's last.pt or a released checkpoint")
-    p.add_argument("--id", required=True, help="model id, e.g. ms-64-96")
+    p.add_argument("--id", required=True, help="model id, e.g. ms-128-192-r7")
     p.add_argument("--zoo", default=str(ZOO))
     p.add_argument("--kodak", help="folder to measure bpp/PSNR per quality on (e.g. ../shared/data/kodak)")
     p.add_argument("--version", default="1")

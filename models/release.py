@@ -9,7 +9,6 @@ PyTorch source.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import numpy as np
 import torch
 
 from models.architectures import VariableRateCodec, build
+from service.codec.manifest import PACKAGE_FORMAT, Manifest
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "models" / "zoo"
 LEGACY_CHECKPOINTS = REPO / "models" / "checkpoints"
-PACKAGE_FORMAT = 2
 PACKAGE_TENSORS = ("log_gain", "log_inverse_gain", "entropy_bottleneck.")  # in tables.npz, not in any graph
 
 
@@ -87,13 +86,12 @@ def package_state_dict(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def load_package(directory: Path) -> tuple[VariableRateCodec, dict]:
-    manifest = json.loads((directory / "manifest.json").read_text())
-    if manifest.get("package_format", 1) < PACKAGE_FORMAT:
+    manifest = Manifest.load(directory / "manifest.json")
+    if manifest.package_format < PACKAGE_FORMAT:
         raise ValueError(f"{directory.name} is a format-1 package (folded graphs): its weights are "
                          f"{LEGACY_CHECKPOINTS / (directory.name + '.pt')}")
-    config = {"architecture": manifest["architecture"], **manifest["widths"]}
+    config = {"architecture": manifest.architecture, **manifest.widths}
     model = build(config)
     wanted = model.state_dict().keys()
     model.load_state_dict({k: v for k, v in package_state_dict(directory).items() if k in wanted})  # strict: all present
-    training = manifest["training"]
-    return model.eval(), {"config": config, "step": training["steps"], "elapsed": training["seconds"], "args": {}}
+    return model.eval(), {"config": config, "step": manifest.training.steps, "elapsed": manifest.training.seconds, "args": {}}

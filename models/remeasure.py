@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from models.architectures import QUALITIES
 from models.export import measure_kodak
+from service.codec.manifest import Manifest
 from service.codec.zoo import ZOO_DIR, available_models
 
 
@@ -24,9 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     for model_id in a.models or available_models(zoo):
         print(model_id)
         path = zoo / model_id / "manifest.json"
-        manifest = json.loads(path.read_text())
-        manifest["kodak"], manifest["kodak_images"] = measure_kodak(model_id, Path(a.kodak), [float(q) for q in range(1, QUALITIES + 1)], zoo)
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        rows, per_image = measure_kodak(model_id, Path(a.kodak), [float(q) for q in range(1, QUALITIES + 1)], zoo)
+        Manifest.load(path).model_copy(update={"kodak": rows, "kodak_images": per_image}).save(path)
 
 
 if __name__ == "__main__":

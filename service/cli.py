@@ -107,12 +107,12 @@ def cmd_models(args: argparse.Namespace) -> None:
         if args.verify:
             package.verify()
         m = package.manifest
-        widths = ",".join(f"{k}={v}" for k, v in m["widths"].items())
-        print(f"{model_id}{' (default)' if model_id == DEFAULT_MODEL else ''}: {m['architecture']} [{widths}] "
-              f"qualities {m['qualities']['min']}..{m['qualities']['max']}, {m['training']['steps']} steps"
-              + (f" after {steps} warm-start steps" if (steps := (m["training"].get("warm_start") or {}).get("steps")) else ""))
-        for row in m.get("kodak", []):
-            print(f"    q{row['quality']:g}: Kodak {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB")
+        widths = ",".join(f"{k}={v}" for k, v in m.widths.items())
+        print(f"{model_id}{' (default)' if model_id == DEFAULT_MODEL else ''}: {m.architecture} [{widths}] "
+              f"qualities {m.qualities.min}..{m.qualities.max}, {m.training.steps} steps"
+              + (f" after {steps} warm-start steps" if (steps := (m.training.warm_start or {}).get("steps")) else ""))
+        for row in m.kodak:
+            print(f"    q{row.quality:g}: Kodak {row.bpp:.3f} bpp, {row.psnr:.2f} dB")
 
 
 def _torch_command(module: str, argv: list[str]) -> None:

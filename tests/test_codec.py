@@ -20,7 +20,7 @@ def decode_array(codec, data, region=None):
 
 def test_kodim01_matches_manifest(codec, kodim01_bytes, kodim01_rgb):
     manifest = load_model(DEFAULT_MODEL).manifest
-    for q, bpp_ref, psnr_ref in manifest["kodak_images"]["kodim01"][1::3]:
+    for q, bpp_ref, psnr_ref in manifest.kodak_images["kodim01"][1::3]:
         result = codec.compress(kodim01_bytes, quality=q)
         assert result.bpp == pytest.approx(len(result.data) * 8 / (768 * 512))
         assert result.bpp == pytest.approx(bpp_ref, rel=0.005)

@@ -40,7 +40,7 @@ def test_pack_fills_the_budget_with_native_regions(sources, tmp_path):
     for f in files:
         with Image.open(f) as im:
             assert im.format == "JPEG" and jpeg_quality(im) == pytest.approx(95, abs=1) and im.size == (256, 256)
-    again = pack(sources, tmp_path / "again", seed=1, budget=budget, region=256, patch=128)
-    other = pack(sources, tmp_path / "other", seed=2, budget=budget, region=256, patch=128)
+    pack(sources, tmp_path / "again", seed=1, budget=budget, region=256, patch=128)
+    pack(sources, tmp_path / "other", seed=2, budget=budget, region=256, patch=128)
     read = lambda name: [f.read_bytes() for f in sorted((tmp_path / name).iterdir())]
     assert read("again") == read("shard") != read("other")

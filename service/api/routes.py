@@ -120,7 +120,7 @@ async def compress(
     target_psnr: float | None = Query(None, gt=0, le=100),
     tile: int | None = Query(None, ge=TILE_MIN, le=TILE_MAX, multiple_of=TILE_MULTIPLE),
     refine: int = Query(0, ge=0, le=MAX_REFINE, description="encoder-side refinement steps: fewer bits for the same "
-                        "quality, at about three syntheses of the image per step (0: one-pass encoder)"),
+                        "quality, each step costing about 1.4 decodes of the image (0: one-pass encoder)"),
 ):
     """Compress an image sent as the raw body (``Content-Type: image/...``) or as multipart field ``file``."""
     state = _state(request)
@@ -227,8 +227,8 @@ async def models(request: Request):
         m = package.manifest
         out.append({
             "id": model_id, "default": model_id == _state(request).settings.default_model,
-            "architecture": m["architecture"], "widths": m["widths"], "version": m["version"], "fingerprint": m["fingerprint"],
-            "qualities": m["qualities"], "kodak": m.get("kodak", []),
+            "architecture": m.architecture, "widths": m.widths, "version": m.version, "fingerprint": m.fingerprint,
+            "qualities": m.qualities.model_dump(), "kodak": [row.model_dump() for row in m.kodak],
         })
     return out
 

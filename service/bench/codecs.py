@@ -104,9 +104,9 @@ def learned_codecs(codec: Codec | None = None, models: list[str] | None = None, 
     out = {}
     for model_id in models or available_models(codec.zoo):
         package = load_model(model_id, codec.zoo)
-        qualities = package.manifest["qualities"]
-        settings = [float(q) for q in range(int(qualities["min"]), int(qualities["max"]) + 1)]
-        version = f"{package.manifest['fingerprint']}, tile {codec.tile}, context {codec.context}"  # what the bytes depend on
+        qualities = package.manifest.qualities
+        settings = [float(q) for q in range(qualities.min, qualities.max + 1)]
+        version = f"{package.manifest.fingerprint}, tile {codec.tile}, context {codec.context}"  # what the bytes depend on
         out[model_id] = learned_codec(codec, model_id, model_id, version, settings)
         if refine and model_id == DEFAULT_MODEL:
             name = refined_name(model_id, refine)

@@ -26,15 +26,35 @@ from PIL import Image
 from service.codec import bitstream, image_io
 from service.codec.backend import Backend, OnnxBackend
 from service.codec.errors import BitstreamError, LimitError, ModelError
-from service.codec.limits import (DEFAULT_CONTEXT, DEFAULT_QUALITY, DEFAULT_TILE, PSNR_TOLERANCE, RATE_TOLERANCE, check_context,
-                                  check_quality, check_refine, check_tile)
+from service.codec.limits import (
+    DEFAULT_CONTEXT,
+    DEFAULT_QUALITY,
+    DEFAULT_TILE,
+    PSNR_TOLERANCE,
+    RATE_TOLERANCE,
+    check_context,
+    check_quality,
+    check_refine,
+    check_tile,
+)
 from service.codec.rate_control import bisect_quality
 from service.codec.refine import check_refinable
 from service.codec.refine import refine as refine_latents
 from service.codec.tile_coder import TileCoder
 from service.codec.tiles import TileGrid, TileView
-from service.codec.windows import (RegionPlan, SynthesisPlanes, add_planes, analyze_windows, assemble, assemble_rgb, plan_region,
-                                   synthesize_windows, tile_size, window_feeds, window_pixels)
+from service.codec.windows import (
+    RegionPlan,
+    SynthesisPlanes,
+    add_planes,
+    analyze_windows,
+    assemble,
+    assemble_rgb,
+    plan_region,
+    synthesize_windows,
+    tile_size,
+    window_feeds,
+    window_pixels,
+)
 from service.codec.zoo import DEFAULT_MODEL, ModelPackage, load_model
 
 Progress = Callable[[int], None]

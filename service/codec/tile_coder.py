@@ -21,7 +21,8 @@ from service.codec import entropy
 from service.codec.backend import Backend
 from service.codec.entropy import AnsCoder
 from service.codec.errors import BitstreamError
-from service.codec.zoo import LevelSpec, ModelPackage
+from service.codec.manifest import Level
+from service.codec.zoo import ModelPackage
 
 
 @dataclass
@@ -60,7 +61,7 @@ class TileCoder:
         inverse = np.stack([i for _, i in pairs])[:, :, None, None]
         return gain, inverse
 
-    def tables(self, level: LevelSpec) -> entropy.FrequencyTables:
+    def tables(self, level: Level) -> entropy.FrequencyTables:
         return self.package.factorized_tables if level.hyper is None else self.package.gaussian_tables
 
     @staticmethod
@@ -68,7 +69,7 @@ class TileCoder:
         """Table id per element of a factorized latent (C, h, w): its channel."""
         return np.broadcast_to(np.arange(shape[0])[:, None, None], shape).ravel()
 
-    def _hyper(self, level: LevelSpec, source: np.ndarray) -> dict[str, np.ndarray]:
+    def _hyper(self, level: Level, source: np.ndarray) -> dict[str, np.ndarray]:
         return self.backend.run(level.hyper, {"z_hat": np.ascontiguousarray(source, dtype=np.float64)})
 
     def analyze(self, x: np.ndarray) -> np.ndarray:

@@ -7,8 +7,6 @@ written into every bitstream so a file is never decoded with different weights t
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -17,39 +15,26 @@ import numpy as np
 from service.codec.entropy import FrequencyTables
 from service.codec.errors import ModelError
 from service.codec.limits import QUALITY_MAX, QUALITY_MIN
+from service.codec.manifest import Level, Manifest
 
 ZOO_DIR = Path(__file__).resolve().parents[2] / "models" / "zoo"  # the service's is Settings.model_dir (LIC_MODEL_DIR)
 DEFAULT_MODEL = "ms-128-192-r6"
 
 
-@dataclass(frozen=True)
-class LevelSpec:
-    name: str
-    channels: int
-    stride: int
-    hyper: str | None
-
-
 class ModelPackage:
     def __init__(self, directory: Path):
         self.directory = directory
-        try:
-            self.manifest = json.loads((directory / "manifest.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"model package {directory} is unreadable: {exc}") from exc
-        self.id: str = self.manifest["id"]
-        self.levels = [LevelSpec(**level) for level in self.manifest["levels"]]
-        self.synthesis_features: list[str] = self.manifest["synthesis_features"]
-        self.padding_multiple: int = max(level.stride for level in self.levels)
-        # Tile context must be whole latent pixels of everything the synthesis reads (y, hyper features).
-        y_stride = next(level.stride for level in self.levels if level.name == "y")
-        feature_strides = {level.hyper: level.stride for level in self.levels if level.hyper}
-        self.context_multiple: int = max([y_stride] + [feature_strides[name] for name in self.synthesis_features])
+        self.manifest = Manifest.load(directory / "manifest.json")
+        self.id = self.manifest.id
+        self.levels: list[Level] = self.manifest.levels
+        self.synthesis_features = self.manifest.synthesis_features
+        self.padding_multiple = self.manifest.padding_multiple
+        self.context_multiple = self.manifest.context_multiple
 
     @property
     def fingerprint(self) -> bytes:
-        """8 bytes identifying exactly these weights and tables."""
-        return bytes.fromhex(self.manifest["fingerprint"])
+        """8 bytes identifying exactly these weights and tables (what a bitstream carries)."""
+        return bytes.fromhex(self.manifest.fingerprint)
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -83,13 +68,13 @@ class ModelPackage:
 
     def lmbda(self, quality: float) -> float:
         """The rate-distortion trade-off the model was trained for at a fractional quality (log-linear)."""
-        logs = np.log(self.manifest["qualities"]["lambdas"])
+        logs = np.log(self.manifest.qualities.lambdas)
         pos = min(max(quality, QUALITY_MIN), QUALITY_MAX) - 1
         return float(np.exp(np.interp(pos, np.arange(len(logs)), logs)))
 
     def verify(self) -> None:
         """Check every file against the manifest's sha256 (used by ``lic models --verify`` and tests)."""
-        for name, digest in self.manifest["files"].items():
+        for name, digest in self.manifest.files.items():
             actual = hashlib.sha256(self.path(name).read_bytes()).hexdigest()
             if actual != digest:
                 raise ModelError(f"{self.id}: {name} does not match its manifest (sha256 {actual[:12]} != {digest[:12]})")

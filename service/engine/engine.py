@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from service.codec import bitstream, image_io
-from service.codec.windows import RegionPlan, SynthesisPlanes, tile_size, window_feeds, window_pixels
 from service.codec.image_io import Planes
 from service.codec.limits import DEFAULT_QUALITY
 from service.codec.tiles import TileGrid
+from service.codec.windows import RegionPlan, SynthesisPlanes, tile_size, window_feeds, window_pixels
 from service.codec.zoo import ModelPackage
 from service.core.config import Settings
 from service.core.metrics import Metrics
@@ -134,7 +134,7 @@ class Engine:
         """Decoded tiles for a region plan: cached ones from the cache, the rest through the batcher."""
         grid = header.grid
         content = hashlib.sha256(data).hexdigest()[:32]
-        keys = {i: tile_key(header.model_id, package.manifest["fingerprint"], content, i) for i in plan.tiles}
+        keys = {i: tile_key(header.model_id, package.fingerprint.hex(), content, i) for i in plan.tiles}
         cached = await self.cache.get_many(list(keys.values()))
         tiles: dict[int, np.ndarray] = {}
         for i, value in zip(plan.tiles, cached):
@@ -163,7 +163,7 @@ class Engine:
         cache: the next request for a neighbouring tile needs most of them again.
         """
         grid, model = header.grid, header.model_id
-        keys = {i: tile_key(model, package.manifest["fingerprint"], content, i, kind="latents") for i in sources}
+        keys = {i: tile_key(model, package.fingerprint.hex(), content, i, kind="latents") for i in sources}
         known: dict[int, dict[str, np.ndarray]] = {}
         if reuse:
             for i, value in zip(sources, await self.cache.get_many(list(keys.values()))):

@@ -13,10 +13,10 @@ import numpy as np
 
 from service.codec import Codec
 from service.codec.backend import OnnxBackend
-from service.codec.windows import analyze_windows, synthesize_windows
 from service.codec.image_io import Planes
 from service.codec.limits import DEFAULT_QUALITY
 from service.codec.tiles import TileView
+from service.codec.windows import analyze_windows, synthesize_windows
 from service.core.config import Settings
 
 _codec: Codec | None = None
