@@ -33,7 +33,7 @@ from models.release import load_checkpoint, release_source
 from models.train import rd_loss
 from service.bench.speed import machine
 
-QUALITIES = (1.0, 3.0, 5.0, 7.0)
+EVAL_QUALITIES = (1.0, 3.0, 5.0, 7.0)
 PATCH = 256
 
 
@@ -62,13 +62,13 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         model, state = load_checkpoint(release_source(name))
-        losses = {s: [rd_loss(model, patches, q) for q in QUALITIES] for s, patches in sets.items()}
+        losses = {s: [rd_loss(model, patches, q) for q in EVAL_QUALITIES] for s, patches in sets.items()}
         rows.append({"model": name, "config": state["config"], "losses": losses})
         print(name, {s: [round(v, 4) for v in ls] for s, ls in losses.items()}, flush=True)
 
-    print(f"\nRD loss change from one release to the next (negative is better), qualities {QUALITIES}; {machine()}")
-    print("| from | to | " + " | ".join(f"{s}, q{q:g}" for s in sets for q in QUALITIES) + " |")
-    print("|---|---|" + "---|" * len(sets) * len(QUALITIES))
+    print(f"\nRD loss change from one release to the next (negative is better), qualities {EVAL_QUALITIES}; {machine()}")
+    print("| from | to | " + " | ".join(f"{s}, q{q:g}" for s in sets for q in EVAL_QUALITIES) + " |")
+    print("|---|---|" + "---|" * len(sets) * len(EVAL_QUALITIES))
     for before, after in itertools.pairwise(rows):
         if before["config"] != after["config"]:
             continue
@@ -76,7 +76,7 @@ def main() -> None:
         after["change_from_previous_pct"] = change
         cells = " | ".join(f"{c:+.2f}%" for s in sets for c in change[s])
         print(f"| {before['model']} | {after['model']} | {cells} |")
-    report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "qualities": QUALITIES,
+    report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "qualities": EVAL_QUALITIES,
               "pool": {"data": Path(args.data).name, "patch": PATCH, "per_image": args.per_image, "seed": args.seed,
                        "patches": len(pool.patches), "scored": args.samples},
               "kodak_crops": len(sets["Kodak crops"]), "rows": rows, "seconds": round(time.time() - started)}

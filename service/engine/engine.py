@@ -1,4 +1,12 @@
-"""The engine behind the routes: tiles in, payloads or pixels out, through the batcher and the cache."""
+"""The engine behind the routes: tiles in, payloads or pixels out, through the batcher and the cache.
+
+One vocabulary, in batch keys, worker timings and metric labels alike:
+- batch stages (``lic_queue_wait_seconds`` and ``lic_batch_size``, label ``stage``): ``encode`` (a
+  tile's analysis and entropy encoding), ``entropy_decode`` (a tile's latents), ``synthesis`` (a
+  tile's pixels from its window's latents) and ``image`` (whole-image rate control or refinement);
+- steps, timed in the workers: ``analysis`` and ``synthesis`` (``lic_inference_seconds{stage}``),
+  entropy ``encode`` and ``decode`` (``lic_entropy_coding_seconds{direction}``).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -83,10 +91,10 @@ class Engine:
             self.metrics.inference.labels("analysis").observe(timings["analysis"])
             self.metrics.entropy.labels("encode").observe(timings["entropy_encode"])
             return payloads
-        if stage == "latents":
-            feeds, timings = await self.pool.run(worker.decode_latents, model, geometry, *columns)
+        if stage == "entropy_decode":
+            planes, timings = await self.pool.run(worker.decode_latents, model, geometry, *columns)
             self.metrics.entropy.labels("decode").observe(timings["entropy_decode"])
-            return feeds
+            return planes
         if stage == "synthesis":
             arrays, timings = await self.pool.run(worker.synthesize_tiles, model, geometry, *columns)
             self.metrics.inference.labels("synthesis").observe(timings["synthesis"])
@@ -148,10 +156,10 @@ class Engine:
             return tiles
         # Latents of the missing tiles and of the neighbours their context reaches, then the synthesis.
         partial = header.context > 0 and len(plan.tiles) < grid.count
-        feeds = await self._latents(data, header, package, content, grid.sources(missing, header.context), reuse=partial)
+        planes = await self._latents(data, header, package, content, grid.sources(missing, header.context), reuse=partial)
         views = grid.by_view(package.padding_multiple, header.context, missing)
         fresh = await self._run_groups("synthesis", header.model_id, views,
-                                       lambda view, i: (window_feeds(grid, i, view, feeds), tile_size(grid, i)))
+                                       lambda view, i: (window_feeds(grid, i, view, planes), tile_size(grid, i)))
         await self.cache.set_many({keys[i]: array.tobytes() for i, array in fresh.items()})
         return tiles | fresh
 
@@ -173,14 +181,14 @@ class Engine:
             self.metrics.latent_cache.labels("hit").inc(len(known))
             self.metrics.latent_cache.labels("miss").inc(len(sources) - len(known))
         shapes = grid.by_shape(package.padding_multiple, [i for i in sources if i not in known])
-        fresh = await self._run_groups("latents", model, shapes, lambda _, i: (bitstream.tile_payload(data, header, i), header.quality))
+        fresh = await self._run_groups("entropy_decode", model, shapes, lambda _, i: (bitstream.tile_payload(data, header, i), header.quality))
         if reuse:
             await self.cache.set_many({keys[i]: pack_arrays(arrays) for i, arrays in fresh.items()})
-        feeds: SynthesisPlanes = {}
+        planes: SynthesisPlanes = {}
         for i, arrays in (known | fresh).items():
             for name, plane in arrays.items():
-                feeds.setdefault(name, {})[i] = plane
-        return feeds
+                planes.setdefault(name, {})[i] = plane
+        return planes
 
 
 def _fits(arrays: dict[str, np.ndarray], coded: tuple[int, int], package: ModelPackage) -> bool:

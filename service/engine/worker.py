@@ -52,8 +52,8 @@ def initialize(settings: Settings, counter) -> None:
     for batch in settings.warmup_batches:
         windows = [rng.integers(0, 256, (*view.window, 3), dtype=np.uint8) for _ in range(batch)]
         payloads, _ = encode_tiles(model, view, windows, [DEFAULT_QUALITY] * batch)
-        feeds, _ = decode_latents(model, (tile, tile), payloads, [DEFAULT_QUALITY] * batch)
-        grown = [{name: view.grow(plane) for name, plane in f.items()} for f in feeds]
+        planes, _ = decode_latents(model, (tile, tile), payloads, [DEFAULT_QUALITY] * batch)
+        grown = [{name: view.grow(plane) for name, plane in tile_planes.items()} for tile_planes in planes]
         synthesize_tiles(model, view, grown, [(tile, tile)] * batch)
 
 
