@@ -18,8 +18,9 @@ from service.core.config import Settings
 
 
 def _codec(**options) -> Codec:
-    """The library's codec over the configured model folder (LIC_MODEL_DIR)."""
-    return Codec(zoo=Settings().model_dir, **options)
+    """The library's codec with the configured model folder and memory bound (LIC_MODEL_DIR, LIC_MAX_DECODE_BYTES)."""
+    settings = Settings()
+    return Codec(zoo=settings.model_dir, max_decode_bytes=settings.max_decode_bytes, **options)
 
 
 def _region(text: str) -> tuple[int, int, int, int]:
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         print(f"lic: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("lic: error: out of memory (a smaller tile, or a region, needs less)", file=sys.stderr)
         return 1
     return 0
 

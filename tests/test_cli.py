@@ -1,5 +1,6 @@
 """The ``lic`` command as users run it: real files, exit codes and messages."""
 import json
+import os
 import subprocess
 import sys
 
@@ -80,3 +81,14 @@ def test_usage_errors(tmp_path, args, code, message):
 def test_models_lists_the_shipped_model():
     printed = lic("models", "--verify").stdout
     assert f"{DEFAULT_MODEL} (default)" in printed and "mean-scale" in printed
+
+
+def test_decode_memory_bound_refuses_in_one_line(tmp_path):
+    """A bitstream whose tiles would need more transform memory than LIC_MAX_DECODE_BYTES is refused
+    before decoding (here a 1 MiB bound against 576 px windows), with exit 1 and no traceback."""
+    out = tmp_path / "k.lic"
+    lic("compress", KODIM01, out, "--quality", "2")
+    proc = subprocess.run([*LIC, "decompress", str(out), str(tmp_path / "x.png")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "LIC_MAX_DECODE_BYTES": str(1 << 20)})
+    assert proc.returncode == 1 and "over the limit" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()

@@ -12,12 +12,13 @@ from starlette.requests import Request as StarletteRequest
 
 from service.codec import bitstream, image_io
 from service.codec.codec import check_model
-from service.codec.errors import LimitError, ModelError
+from service.codec.errors import LimitError, ModelError, Stopped
 from service.codec.limits import DEFAULT_QUALITY, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
 from service.codec.tiles import TileGrid
 from service.codec.windows import RegionPlan, assemble, plan_region
 from service.core.problems import Problem
 from service.engine.batcher import QueueFull
+from service.engine.pool import WorkerLost
 
 router = APIRouter()
 LIC_MEDIA_TYPE = "application/vnd.lic"
@@ -41,12 +42,23 @@ async def require_api_key(request: Request) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes, and with 408 when a chunk
+    takes more than ``body_timeout_s`` to come or the whole body more than ``request_timeout_s``."""
+    settings = _state(request).settings
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise Problem(413, "Content Too Large", f"body of {length} bytes exceeds the limit of {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream, deadline = request.stream().__aiter__(), time.monotonic() + settings.request_timeout_s
+    while True:
+        wait = min(settings.body_timeout_s, deadline - time.monotonic())
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(wait, 0))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise Problem(408, "Request Timeout", f"the request body stalled (no data for {settings.body_timeout_s:g} s, "
+                          f"or not all of it within {settings.request_timeout_s:g} s)", {"Connection": "close"}) from None
         size += len(chunk)
         if size > limit:
             raise Problem(413, "Content Too Large", f"body exceeds the limit of {limit} bytes")
@@ -95,6 +107,9 @@ async def until_done_or_disconnect(request: Request, work, timeout: float):
         except QueueFull as exc:
             metrics.rejected.labels("queue_full").inc()
             raise Problem(503, "Service Unavailable", f"busy: {exc}", {"Retry-After": "1"}) from exc
+        except (WorkerLost, Stopped) as exc:
+            metrics.rejected.labels("worker_lost" if isinstance(exc, WorkerLost) else "stopped").inc()
+            raise Problem(503, "Service Unavailable", str(exc), {"Retry-After": "2"}) from exc
     task.cancel()
     if watch in done:
         raise Problem(499, "Client Closed Request", "the client went away; its work was cancelled")

@@ -6,6 +6,7 @@ from service.codec.errors import (
     ImageError,
     LimitError,
     ModelError,
+    Stopped,
 )
 
-__all__ = ["BitstreamError", "Codec", "CodecError", "CompressResult", "ImageError", "LimitError", "ModelError"]
+__all__ = ["BitstreamError", "Codec", "CodecError", "CompressResult", "ImageError", "LimitError", "ModelError", "Stopped"]

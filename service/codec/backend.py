@@ -30,6 +30,8 @@ def default_providers() -> list:
     return providers + ["CPUExecutionProvider"]
 
 
+ARENA_MODES = ("on", "shrink", "off")
+
 # Graphs built at run time from a package's own graphs, so that their weights are stored once.
 DERIVED = {"g_s_vjp": "g_s"}
 
@@ -42,10 +44,20 @@ def derived_graph(package: ModelPackage, graph: str) -> bytes:
 class OnnxBackend:
     """Lazily created onnxruntime sessions for one model package (thread-safe to share)."""
 
-    def __init__(self, package: ModelPackage, providers: list | None = None, threads: int | None = None):
+    def __init__(self, package: ModelPackage, providers: list | None = None, threads: int | None = None, arena: str = "shrink"):
+        """``arena``: onnxruntime's CPU memory arena. "on" keeps the high-water mark of every run (a worker
+        that once ran a large batch holds its memory for good); "shrink" (the default) keeps the arena
+        but returns its free memory at the end of each run; "off" allocates per run (slowest).
+        benchmarks/memory.py measures the three."""
+        if arena not in ARENA_MODES:
+            raise ValueError(f"arena must be one of {ARENA_MODES}, got {arena!r}")
         self.package = package
         self.providers = providers or default_providers()
         self.threads = threads  # None: onnxruntime's default (every core)
+        self.arena = arena
+        self._run_options = ort.RunOptions()
+        if arena == "shrink":
+            self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._lock = threading.Lock()
 
@@ -56,6 +68,7 @@ class OnnxBackend:
                 if self.threads:
                     options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
+                options.enable_cpu_mem_arena = self.arena != "off"
                 source = derived_graph(self.package, graph) if graph in DERIVED else str(self.package.path(f"{graph}.onnx"))
                 self._sessions[graph] = ort.InferenceSession(source, options, providers=self.providers)
             return self._sessions[graph]
@@ -63,4 +76,9 @@ class OnnxBackend:
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self.session(graph)
         names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, feeds)))
+        try:
+            return dict(zip(names, session.run(names, feeds, self._run_options)))
+        except ort.capi.onnxruntime_pybind11_state.RuntimeException as exc:
+            if "allocat" in str(exc):  # onnxruntime's own out-of-memory: the caller's MemoryError
+                raise MemoryError(f"{graph}: {exc}") from exc
+            raise

@@ -105,11 +105,14 @@ class Codec:
         batch: int = 4,
         max_pixels: int = 1 << 28,
         max_tiles: int = 1 << 16,
+        max_decode_bytes: int = 4 << 30,
         zoo: Path | None = None,
     ):
+        """``max_decode_bytes``: estimated peak transform memory of one batch (``ModelPackage.window_bytes``):
+        batches are cut to fit it, and an image or bitstream whose single window does not is refused."""
         self.zoo = zoo
         self.backend_factory, self.tile, self.context, self.batch = backend_factory, check_tile(tile), check_context(context), batch
-        self.max_pixels, self.max_tiles = max_pixels, max_tiles
+        self.max_pixels, self.max_tiles, self.max_decode_bytes = max_pixels, max_tiles, max_decode_bytes
         self._coders: dict[str, TileCoder] = {}
 
     def coder(self, model: str) -> TileCoder:
@@ -131,9 +134,12 @@ class Codec:
         deblock_radius: int | None = None,
         refine: int = 0,
         progress: Progress | None = None,
+        checkpoint: Callable[[], None] = lambda: None,
     ) -> CompressResult:
         """One of ``quality`` (default 4), ``target_bpp`` or ``target_psnr``. ``refine``: gradient steps of
-        encoder-side latent refinement (``service.codec.refine``), 0 for the one-pass encoder."""
+        encoder-side latent refinement (``service.codec.refine``), 0 for the one-pass encoder.
+        ``checkpoint`` runs before every coding pass and refinement step; it raises (``Stopped``) to end
+        the work early, e.g. at a deadline."""
         if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
             raise ValueError("give one of quality, target_bpp, target_psnr")
         check_refine(refine)
@@ -143,7 +149,7 @@ class Codec:
         analysis = self._analyze(source, model, check_tile(tile or self.tile), self.context if context is None else context,
                                  refine > 0, progress)
         analysed = time.perf_counter()
-        encode_at = partial(self._code, analysis, refine, deblock_radius)
+        encode_at = partial(self._code, analysis, refine, deblock_radius, checkpoint)
         if target_bpp is not None:
             coded = bisect_quality(encode_at, lambda c: c.result.bpp, target_bpp, RATE_TOLERANCE * target_bpp)
         elif target_psnr is not None:
@@ -169,7 +175,7 @@ class Codec:
         grid = TileGrid(width, height, tile)
         if grid.count > self.max_tiles:
             raise LimitError(f"{grid.count} tiles exceed the limit of {self.max_tiles}; use a larger tile")
-        groups = list(self._chunks(grid.by_view(coder.package.padding_multiple, context)))
+        groups = list(self._windows(coder, grid.by_view(coder.package.padding_multiple, context)))
         y = []
         for view, chunk in groups:
             y.append(analyze_windows(coder, view, [window_pixels(planes.rgb, grid, i, context) for i in chunk]))
@@ -178,12 +184,13 @@ class Codec:
         alpha = image_io.encode_alpha(planes.alpha) if planes.alpha is not None else None
         return _Analysis(model, coder, planes, grid, context, groups, y, alpha)
 
-    def _code(self, a: _Analysis, refine: int, deblock_radius: int | None, quality: float) -> _Coded:
+    def _code(self, a: _Analysis, refine: int, deblock_radius: int | None, checkpoint: Callable[[], None], quality: float) -> _Coded:
         """The analysed image coded at one quality (the one the container holds)."""
+        checkpoint()
         q = bitstream.coded_quality(quality)
         prepared = [a.coder.prepare(y, np.full(len(chunk), q)) for (_, chunk), y in zip(a.groups, a.y)]
         if refine:
-            refine_latents(a.coder, a.grid, a.context, a.groups, prepared, a.planes.rgb, q, refine)
+            refine_latents(a.coder, a.grid, a.context, a.groups, prepared, a.planes.rgb, q, refine, checkpoint=checkpoint)
         payloads: list[bytes] = [b""] * a.grid.count
         latents = []
         for (_, chunk), chunk_prepared in zip(a.groups, prepared):
@@ -207,16 +214,27 @@ class Codec:
         coded.result.psnr = image_io.psnr(a.planes.rgb, recon)
         return coded.result.psnr
 
-    def _chunks(self, groups: dict[K, list[int]]) -> Iterator[tuple[K, list[int]]]:
-        """Groups of tiles (by shape or view) in chunks of at most ``batch``."""
+    def _chunks(self, groups: dict[K, list[int]], batch: Callable[[K], int] | None = None) -> Iterator[tuple[K, list[int]]]:
+        """Groups of tiles (by shape or view) in chunks of at most ``batch(key)``, else ``self.batch``."""
         for key, members in groups.items():
-            for k in range(0, len(members), self.batch):
-                yield key, members[k : k + self.batch]
+            size = batch(key) if batch else self.batch
+            for k in range(0, len(members), size):
+                yield key, members[k : k + size]
+
+    def _windows(self, coder: TileCoder, views: dict[TileView, list[int]]) -> Iterator[tuple[TileView, list[int]]]:
+        """Groups of tiles by view in chunks whose transform memory fits ``max_decode_bytes``."""
+        def batch(view: TileView) -> int:
+            window = coder.package.window_bytes(*view.window)
+            if window > self.max_decode_bytes:
+                raise LimitError(f"a {view.window[1]}x{view.window[0]} window of model {coder.package.id} needs about "
+                                 f"{window / 2**20:.0f} MiB, over the limit of {self.max_decode_bytes / 2**20:.0f} MiB; use a smaller tile")
+            return max(1, min(self.batch, self.max_decode_bytes // window))
+        return self._chunks(views, batch)
 
     def _synthesize(self, coder: TileCoder, grid: TileGrid, context: int, indices: list[int], planes: SynthesisPlanes,
                     progress: Progress | None = None) -> dict[int, np.ndarray]:
         tiles: dict[int, np.ndarray] = {}
-        for view, chunk in self._chunks(grid.by_view(coder.package.padding_multiple, context, indices)):
+        for view, chunk in self._windows(coder, grid.by_view(coder.package.padding_multiple, context, indices)):
             windows = [window_feeds(grid, i, view, planes) for i in chunk]
             tiles.update(zip(chunk, synthesize_windows(coder, view, windows, [tile_size(grid, i) for i in chunk])))
             if progress:

@@ -19,3 +19,7 @@ class LimitError(CodecError):
 
 class ModelError(CodecError):
     """Unknown model, or a model package that does not match the bitstream."""
+
+
+class Stopped(CodecError):
+    """Work stopped between two steps because its caller no longer wants it (deadline passed, cancelled)."""

@@ -13,6 +13,19 @@ from service.codec.limits import QUALITY_MAX, QUALITY_MIN
 
 T = TypeVar("T")
 STEPS = 14
+MAX_PASSES = STEPS + 2  # both ends, then the halvings
+
+# The cost of whole-image work in *megapixel-steps*: one unit is one refinement step over one megapixel
+# (about 1.35 s on the 2-core CPU of benchmarks/refinement.json, 1.4 decodes). A coding pass (quantise
+# and entropy-code) costs 0.19 s/MP there (benchmarks/stage_times.json), a PSNR pass adds the synthesis.
+CODING_PASS = 0.15
+PSNR_PASS = 0.9
+
+
+def job_cost(megapixels: float, refine: int, target: str | None) -> float:
+    """Megapixel-steps of one compression: ``target`` is None (one pass at a given quality), "bpp" or "psnr"."""
+    passes = MAX_PASSES if target else 1
+    return megapixels * passes * (refine + (PSNR_PASS if target == "psnr" else CODING_PASS))
 
 
 def bisect_quality(encode_at: Callable[[float], T], measure: Callable[[T], float], target: float, tolerance: float) -> T:

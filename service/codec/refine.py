@@ -19,6 +19,7 @@ latents, as the decoder will, and the gradient of its pixels flows back to all o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,9 +44,11 @@ def check_refinable(coder: TileCoder) -> None:
 
 
 def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[TileView, list[int]]],
-           prepared: list[Prepared], rgb: np.ndarray, quality: float, iterations: int, seed: int = 0) -> None:
+           prepared: list[Prepared], rgb: np.ndarray, quality: float, iterations: int, seed: int = 0,
+           checkpoint: Callable[[], None] = lambda: None) -> None:
     """Refine ``prepared[k].continuous["y"]`` in place for the tiles of ``groups`` (views and chunks, as
-    analysed); ``rgb`` is the whole (H, W, 3) uint8 image."""
+    analysed); ``rgb`` is the whole (H, W, 3) uint8 image. ``checkpoint`` runs before every step (it
+    raises to stop the work)."""
     _, inverse = coder.package.gains(quality)
     inverse = inverse.astype(np.float64)[:, None, None]
     distortion_weight = coder.package.lmbda(quality) * 255.0**2 * 2 / 3  # d/dx̂ of λ·255²·Σ(x̂−x)²/3 = this·(x̂−x)
@@ -61,6 +64,7 @@ def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[Ti
     rng = np.random.default_rng(seed)
     start, floor = TEMPERATURE
     for step in range(iterations):
+        checkpoint()
         temperature = max(start * math.exp(-4 * step / iterations), floor)
         soft, slope, bits_gap = {}, {}, {}
         for i in y:

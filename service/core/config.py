@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,8 +28,12 @@ class Settings(BaseSettings):
     context: int = Field(DEFAULT_CONTEXT, ge=0, le=MAX_CONTEXT, multiple_of=CONTEXT_MULTIPLE,
                          description="px of each neighbouring tile the transforms see (0: independent tiles, with seam deblocking)")
     workers: int = Field(1, ge=1, description="inference worker processes (one per GPU on GPU hosts)")
+    image_workers: int = Field(1, ge=1, description="worker processes for whole-image jobs (rate control, refinement), apart from the tile workers")
+    max_image_jobs: int = Field(8, ge=1, description="whole-image jobs running or waiting before requests are refused with 503")
+    max_work: float = Field(30.0, gt=0, description="largest whole-image job, in megapixel-steps (rate_control.job_cost): refused up front above it")
     threads_per_worker: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 = cores / workers")
     device: str = Field("auto", description="auto | cpu | cuda")
+    arena: Literal["on", "shrink", "off"] = Field("shrink", description="onnxruntime CPU arena: keep the peak, return free memory after each run, or none")
     gpu_count: int = Field(1, ge=1, description="GPUs on the host: worker k uses GPU k mod gpu_count")
     max_batch: int = Field(8, ge=1, le=64, description="most tiles in one inference batch")
     max_queue_delay_ms: float = Field(0.0, ge=0, description="wait for a fuller batch at most this long (0: never wait when a worker is free)")
@@ -37,10 +41,14 @@ class Settings(BaseSettings):
     warmup_batches: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1, 2, 4, 8], description="batch sizes run at start-up per worker")
 
     request_timeout_s: float = Field(60.0, gt=0)
+    body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next chunk of a request body before a 408")
     drain_seconds: float = Field(0.0, ge=0, description="after SIGTERM, report not-ready this long before closing the listener")
     max_body_bytes: int = Field(64 << 20, ge=1)
     max_pixels: int = Field(64_000_000, ge=1, description="input or output pixels per request, checked from headers")
     max_tiles: int = Field(1024, ge=1)
+    max_decode_bytes: int = Field(1536 << 20, ge=1 << 20, description="estimated peak transform memory of one batch "
+                                  "(encode or decode; ModelPackage.window_bytes): batches are cut to fit, a request "
+                                  "whose single window does not fit is refused with 413")
 
     redis_url: str | None = None
     cache_ttl_s: int = Field(3600, ge=1)

@@ -36,4 +36,5 @@ class Metrics:
             self.cache.labels(result)
         for result in ("hit", "miss"):
             self.latent_cache.labels(result)
-        self.rejected.labels("queue_full")
+        for reason in ("queue_full", "worker_lost", "stopped"):
+            self.rejected.labels(reason)

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.codec.errors import BitstreamError, ImageError, LimitError, ModelError
+from service.codec.errors import BitstreamError, ImageError, LimitError, ModelError, Stopped
 
 log = logging.getLogger("lic.service")
 PROBLEM = "application/problem+json"
@@ -31,6 +31,7 @@ CODEC_STATUS = {
     ImageError: (422, "Undecodable image"),
     BitstreamError: (422, "Invalid bitstream"),
     ModelError: (400, "Unknown model"),
+    Stopped: (503, "Service Unavailable"),
 }
 
 

@@ -63,16 +63,21 @@ class DynamicBatcher:
         self.queues: dict[Hashable, deque[_Item]] = {}
         self.depth = 0  # items queued
         self.in_flight = 0  # batches handed out and not yet released
+        self._batch_limits: dict[Hashable, int] = {}
         self._slots = asyncio.Semaphore(slots)
         self._wakeup = asyncio.Event()
 
-    def submit(self, key: Hashable, values: list[Any]) -> list[asyncio.Future]:
+    def submit(self, key: Hashable, values: list[Any], max_batch: int | None = None) -> list[asyncio.Future]:
+        """Queue ``values`` under ``key``; ``max_batch`` caps this key's batches below the batcher's own
+        (large windows: a batch's memory)."""
         if self.depth + len(values) > self.max_queue:
             raise QueueFull(f"{self.depth} tiles queued; adding {len(values)} would pass the limit of {self.max_queue}")
         loop = asyncio.get_running_loop()
         queue = self.queues.setdefault(key, deque())
         items = [_Item(v, loop.create_future()) for v in values]
         queue.extend(items)
+        if max_batch is not None:
+            self._batch_limits[key] = min(max_batch, self.max_batch)
         self.depth += len(items)
         self._wakeup.set()
         return [item.future for item in items]
@@ -89,8 +94,8 @@ class DynamicBatcher:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            queue, items = self.queues[key], []
-            while queue and len(items) < self.max_batch:
+            queue, items, limit = self.queues[key], [], self._limit(key)
+            while queue and len(items) < limit:
                 item = queue.popleft()
                 self.depth -= 1
                 if not item.future.cancelled():
@@ -110,6 +115,9 @@ class DynamicBatcher:
         while self.depth or self.in_flight:
             await asyncio.sleep(0.01)
 
+    def _limit(self, key: Hashable) -> int:
+        return self._batch_limits.get(key, self.max_batch)
+
     def _next_ready(self, now: float) -> tuple[Hashable | None, float | None]:
         """The ready key with the oldest item, else the seconds until one becomes ready."""
         best, wait = None, None
@@ -120,7 +128,7 @@ class DynamicBatcher:
             if not queue:
                 continue
             age = now - queue[0].enqueued
-            if len(queue) >= self.max_batch or age >= self.max_delay:
+            if len(queue) >= self._limit(key) or age >= self.max_delay:
                 if best is None or queue[0].enqueued < self.queues[best][0].enqueued:
                     best = key
             else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -18,14 +19,16 @@ import numpy as np
 
 from service.codec import bitstream, image_io
 from service.codec.image_io import Planes
+from service.codec.errors import LimitError
 from service.codec.limits import DEFAULT_QUALITY
-from service.codec.tiles import TileGrid
+from service.codec.rate_control import job_cost
+from service.codec.tiles import TileGrid, TileView
 from service.codec.windows import RegionPlan, SynthesisPlanes, tile_size, window_feeds, window_pixels
 from service.codec.zoo import ModelPackage
 from service.core.config import Settings
 from service.core.metrics import Metrics
 from service.engine import worker
-from service.engine.batcher import Batch, DynamicBatcher
+from service.engine.batcher import Batch, DynamicBatcher, QueueFull
 from service.engine.cache import MemoryTileCache, RedisTileCache, TileCache, pack_arrays, tile_key, unpack_arrays
 from service.engine.pool import WorkerPool
 
@@ -41,25 +44,34 @@ class Engine:
                            on_error=metrics.cache.labels("error").inc)
             if settings.redis_url else MemoryTileCache(settings.cache_memory_bytes)
         )
-        self.ready = False
+        self.started = False
         self._dispatcher: asyncio.Task | None = None
+        self._watchdog: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
+        self._image_jobs = 0  # whole-image jobs running or waiting
 
     async def start(self) -> None:
         await self.pool.start()
         for device in set(self.pool.devices):
             self.metrics.workers.labels(device).set(self.pool.devices.count(device))
         self._dispatcher = asyncio.create_task(self._dispatch())
-        self.ready = True
+        self._watchdog = asyncio.create_task(self.pool.watch())
+        self.started = True
 
     async def stop(self) -> None:
         """Finish queued and running work, then stop the workers."""
-        self.ready = False
+        self.started = False
         await self.batcher.drained()
-        if self._dispatcher:
-            self._dispatcher.cancel()
+        for task in (self._dispatcher, self._watchdog):
+            if task:
+                task.cancel()
         self.pool.close()
         await self.cache.close()
+
+    @property
+    def ready(self) -> bool:
+        """Started, and every worker of both lanes alive and warm."""
+        return self.started and self.pool.ready
 
     # -------------------------------------------------------------- batching
     async def _dispatch(self) -> None:
@@ -85,7 +97,7 @@ class Engine:
 
     async def _execute(self, key: Hashable, values: list[Any]) -> list[Any]:
         stage, model, geometry = key  # geometry: the tiles' view (encode, synthesis) or coded shape (latents)
-        columns = [list(column) for column in zip(*values)] if stage != "image" else []
+        columns = [list(column) for column in zip(*values)]
         if stage == "encode":
             payloads, timings = await self.pool.run(worker.encode_tiles, model, geometry, *columns)
             self.metrics.inference.labels("analysis").observe(timings["analysis"])
@@ -99,25 +111,38 @@ class Engine:
             arrays, timings = await self.pool.run(worker.synthesize_tiles, model, geometry, *columns)
             self.metrics.inference.labels("synthesis").observe(timings["synthesis"])
             return arrays
-        return [await self.pool.run(worker.compress_image, model, *value) for value in values]  # "image": whole images
+        raise ValueError(f"unknown stage {stage!r}")
 
-    async def _gather(self, key: Hashable, values: list[Any]) -> list[Any]:
-        futures = self.batcher.submit(key, values)
-        self.metrics.queue_depth.set(self.batcher.depth)
-        try:
-            return await asyncio.gather(*futures)
-        finally:  # deadline passed or client gone: drop what has not started
-            for future in futures:
-                future.cancel()
+    def _batch_limits(self, package: ModelPackage, views: dict[TileView, list[int]]) -> dict[TileView, int]:
+        """Most windows of each view in one batch within ``max_decode_bytes``; a view whose single window
+        exceeds it is refused (413) before any work."""
+        budget = self.settings.max_decode_bytes
+        limits = {}
+        for view in views:
+            window = package.window_bytes(*view.window)
+            if window > budget:
+                raise LimitError(f"a {view.window[1]}x{view.window[0]} window of model {package.id} needs about "
+                                 f"{window / 2**20:.0f} MiB, over the limit of {budget / 2**20:.0f} MiB; use a smaller tile")
+            limits[view] = budget // window
+        return limits
 
     async def _run_groups(self, stage: str, model: str, groups: dict[Hashable, list[int]],
-                          value: Callable[[Hashable, int], Any]) -> dict[int, Any]:
+                          value: Callable[[Hashable, int], Any], limits: dict[Hashable, int] | None = None) -> dict[int, Any]:
         """Each group of tiles through the batcher under (stage, model, group key), with ``value(key, tile)``
-        as a tile's work item: the result per tile index."""
-        results = await asyncio.gather(*(
-            self._gather((stage, model, key), [value(key, i) for i in members]) for key, members in groups.items()
-        ))
-        return {i: result for members, chunk in zip(groups.values(), results) for i, result in zip(members, chunk)}
+        as a tile's work item and ``limits[key]`` its batches' largest size: the result per tile index. If
+        any tile fails (or the caller is cancelled), the tiles that have not started are dropped, so no
+        worker spends time on a request that is over."""
+        futures: dict[int, asyncio.Future] = {}
+        try:
+            for key, members in groups.items():
+                submitted = self.batcher.submit((stage, model, key), [value(key, i) for i in members], (limits or {}).get(key))
+                futures |= zip(members, submitted)
+                self.metrics.queue_depth.set(self.batcher.depth)
+            results = await asyncio.gather(*futures.values())
+        finally:
+            for future in futures.values():
+                future.cancel()
+        return dict(zip(futures, results))
 
     # ------------------------------------------------------------ operations
     async def compress(self, model: str, package: ModelPackage, planes: Planes, grid: TileGrid, quality: float | None,
@@ -128,15 +153,35 @@ class Engine:
         code the whole image in one worker (several codings of one image, or all its tiles refined together).
         """
         if target_bpp is not None or target_psnr is not None or refine:
-            (result,) = await self._gather(("image", model, None), [(planes, quality, target_bpp, target_psnr, grid.tile, refine)])
-            return result
+            return await self._compress_image(model, package, planes, grid, quality, target_bpp, target_psnr, refine)
         q = bitstream.coded_quality(DEFAULT_QUALITY if quality is None else quality)
         context = self.settings.context
-        encoded = await self._run_groups("encode", model, grid.by_view(package.padding_multiple, context),
-                                         lambda _, i: (np.ascontiguousarray(window_pixels(planes.rgb, grid, i, context)), q))
+        views = grid.by_view(package.padding_multiple, context)
+        encoded = await self._run_groups("encode", model, views, lambda _, i: (np.ascontiguousarray(window_pixels(planes.rgb, grid, i, context)), q),
+                                         self._batch_limits(package, views))
         alpha = await asyncio.to_thread(image_io.encode_alpha, planes.alpha) if planes.alpha is not None else None
         payloads = [encoded[i] for i in range(grid.count)]
         return bitstream.write(model, package.fingerprint, q, grid.width, grid.height, planes.mode, grid.tile, context, payloads, alpha), q, None
+
+    async def _compress_image(self, model: str, package: ModelPackage, planes: Planes, grid: TileGrid, quality: float | None, target_bpp: float | None,
+                              target_psnr: float | None, refine: int) -> tuple[bytes, float, float | None]:
+        """A whole-image job on the image lane, refused up front when it costs more than ``max_work``; it
+        stops in the worker at the request's deadline or when the request is cancelled."""
+        self._batch_limits(package, grid.by_view(package.padding_multiple, self.settings.context))  # the worker's Codec cuts its batches too
+        target = "bpp" if target_bpp is not None else "psnr" if target_psnr is not None else None
+        cost = job_cost(grid.width * grid.height / 1e6, refine, target)
+        if cost > self.settings.max_work:
+            raise LimitError(f"this job would cost {cost:.1f} megapixel-steps (refine {refine}, rate control {target or 'none'}); "
+                             f"the limit is {self.settings.max_work:g}: use fewer refinement steps, a quality, or a smaller image")
+        if self._image_jobs >= self.settings.max_image_jobs:
+            raise QueueFull(f"{self._image_jobs} whole-image jobs running or waiting (limit {self.settings.max_image_jobs})")
+        self._image_jobs += 1
+        try:
+            deadline = time.time() + self.settings.request_timeout_s
+            return await self.pool.run_job(worker.compress_image, deadline, model, planes, quality, target_bpp, target_psnr,
+                                           grid.tile, refine)
+        finally:
+            self._image_jobs -= 1
 
     async def decode(self, data: bytes, header: bitstream.Header, package: ModelPackage, plan: RegionPlan) -> dict[int, np.ndarray]:
         """Decoded tiles for a region plan: cached ones from the cache, the rest through the batcher."""
@@ -155,11 +200,12 @@ class Engine:
         if not missing:
             return tiles
         # Latents of the missing tiles and of the neighbours their context reaches, then the synthesis.
+        views = grid.by_view(package.padding_multiple, header.context, missing)
+        limits = self._batch_limits(package, views)
         partial = header.context > 0 and len(plan.tiles) < grid.count
         planes = await self._latents(data, header, package, content, grid.sources(missing, header.context), reuse=partial)
-        views = grid.by_view(package.padding_multiple, header.context, missing)
         fresh = await self._run_groups("synthesis", header.model_id, views,
-                                       lambda view, i: (window_feeds(grid, i, view, planes), tile_size(grid, i)))
+                                       lambda view, i: (window_feeds(grid, i, view, planes), tile_size(grid, i)), limits)
         await self.cache.set_many({keys[i]: array.tobytes() for i, array in fresh.items()})
         return tiles | fresh
 

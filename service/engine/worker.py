@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
-from service.codec import Codec
+from service.codec import Codec, Stopped
 from service.codec.backend import OnnxBackend
 from service.codec.image_io import Planes
 from service.codec.limits import DEFAULT_QUALITY
@@ -21,6 +22,7 @@ from service.core.config import Settings
 
 _codec: Codec | None = None
 _device = "cpu"
+_cancelled: Sequence[int] = ()
 
 
 def _providers(device: str, gpu_count: int, index: int) -> tuple[list, str]:
@@ -33,23 +35,26 @@ def _providers(device: str, gpu_count: int, index: int) -> tuple[list, str]:
     return [("CUDAExecutionProvider", {"device_id": str(gpu), "use_tf32": "0"}), "CPUExecutionProvider"], f"cuda:{gpu}"
 
 
-def initialize(settings: Settings, counter) -> None:
-    """Process initializer: pick a device, open sessions, warm every configured batch size."""
-    global _codec, _device
+def initialize(settings: Settings, counter, cancelled) -> None:
+    """Process initializer: pick a device, open sessions, warm every configured batch size.
+    ``cancelled``: the shared ring of cancelled job ids (``pool.WorkerPool.run_job``)."""
+    global _codec, _device, _cancelled
+    _cancelled = cancelled
     with counter.get_lock():
         index = counter.value
         counter.value += 1
     providers, _device = _providers(settings.device, settings.gpu_count, index)
     threads = settings.threads()
     _codec = Codec(
-        backend_factory=lambda package: OnnxBackend(package, providers=providers, threads=threads),
+        backend_factory=lambda package: OnnxBackend(package, providers=providers, threads=threads, arena=settings.arena),
         tile=settings.tile, context=settings.context, max_pixels=settings.max_pixels, max_tiles=settings.max_tiles,
-        zoo=settings.model_dir,
+        max_decode_bytes=settings.max_decode_bytes, zoo=settings.model_dir,
     )
     tile, context, model = settings.tile, settings.context, settings.default_model
     view = TileView((tile, tile), (context,) * 4)  # an inner tile of a large image
     rng = np.random.default_rng(index)
-    for batch in settings.warmup_batches:
+    window = _codec.coder(model).package.window_bytes(*view.window)
+    for batch in (b for b in settings.warmup_batches if b * window <= settings.max_decode_bytes):  # larger never run
         windows = [rng.integers(0, 256, (*view.window, 3), dtype=np.uint8) for _ in range(batch)]
         payloads, _ = encode_tiles(model, view, windows, [DEFAULT_QUALITY] * batch)
         planes, _ = decode_latents(model, (tile, tile), payloads, [DEFAULT_QUALITY] * batch)
@@ -87,10 +92,15 @@ def synthesize_tiles(model: str, view: TileView, windows: list[dict], sizes: lis
     return arrays, {"synthesis": time.perf_counter() - t0}
 
 
-def compress_image(model: str, planes: Planes, quality: float | None, target_bpp: float | None, target_psnr: float | None,
-                   tile: int, refine: int) -> tuple[bytes, float, float | None]:
+def compress_image(job: int, deadline: float, model: str, planes: Planes, quality: float | None, target_bpp: float | None,
+                   target_psnr: float | None, tile: int, refine: int) -> tuple[bytes, float, float | None]:
     """Whole-image compression, for rate control (several encodes of one image) or refinement (the
-    image's tiles are refined together): not batched with other requests."""
+    image's tiles are refined together): not batched with other requests. Stops between steps once
+    the wall-clock ``deadline`` (time.time()) passes or the gateway cancels ``job``."""
+    def checkpoint() -> None:
+        if time.time() > deadline or job in _cancelled:
+            raise Stopped(f"whole-image job {job} stopped: {'cancelled' if job in _cancelled else 'deadline passed'}")
+
     result = _codec.compress(planes, model=model, quality=quality, target_bpp=target_bpp, target_psnr=target_psnr,
-                             tile=tile, refine=refine)
+                             tile=tile, refine=refine, checkpoint=checkpoint)
     return result.data, result.quality, result.psnr
