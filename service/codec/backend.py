@@ -44,11 +44,11 @@ def derived_graph(package: ModelPackage, graph: str) -> bytes:
 class OnnxBackend:
     """Lazily created onnxruntime sessions for one model package (thread-safe to share)."""
 
-    def __init__(self, package: ModelPackage, providers: list | None = None, threads: int | None = None, arena: str = "shrink"):
-        """``arena``: onnxruntime's CPU memory arena. "on" keeps the high-water mark of every run (a worker
-        that once ran a large batch holds its memory for good); "shrink" (the default) keeps the arena
-        but returns its free memory at the end of each run; "off" allocates per run (slowest).
-        benchmarks/memory.py measures the three."""
+    def __init__(self, package: ModelPackage, providers: list | None = None, threads: int | None = None, arena: str = "on"):
+        """``arena``: onnxruntime's CPU memory arena. "on" (the default, fastest) keeps the high-water mark
+        of every run: a worker that once ran a large batch holds its memory for good; "shrink" keeps the
+        arena but returns its free memory at the end of each run (10-20% slower transforms); "off"
+        allocates per run. benchmarks/memory.py measures the three."""
         if arena not in ARENA_MODES:
             raise ValueError(f"arena must be one of {ARENA_MODES}, got {arena!r}")
         self.package = package

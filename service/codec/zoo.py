@@ -20,9 +20,9 @@ from service.codec.manifest import Level, Manifest
 ZOO_DIR = Path(__file__).resolve().parents[2] / "models" / "zoo"  # the service's is Settings.model_dir (LIC_MODEL_DIR)
 DEFAULT_MODEL = "ms-128-192-r6"
 # Peak onnxruntime memory of one window through g_a or g_s (g_s is the larger), in bytes per window
-# pixel per channel of N: a little over the worst of benchmarks/memory.json's rows (batch 1). Larger batches
-# cost less per window, so a batch's estimate (this x windows) errs high.
-TRANSFORM_BYTES_PER_PIXEL = {"coarse2fine": 28.5, "mean-scale": 9.5, "hyperprior": 9.5, "factorized": 9.5}
+# pixel per channel of N: a little over the worst of benchmarks/memory.json's rows (batch 1, any arena
+# mode; "on" peaks highest). Larger batches cost less per window, so a batch's estimate errs high.
+TRANSFORM_BYTES_PER_PIXEL = {"coarse2fine": 42.5, "mean-scale": 15.5, "hyperprior": 15.5, "factorized": 15.5}
 
 
 class ModelPackage:

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     max_work: float = Field(30.0, gt=0, description="largest whole-image job, in megapixel-steps (rate_control.job_cost): refused up front above it")
     threads_per_worker: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 = cores / workers")
     device: str = Field("auto", description="auto | cpu | cuda")
-    arena: Literal["on", "shrink", "off"] = Field("shrink", description="onnxruntime CPU arena: keep the peak, return free memory after each run, or none")
+    arena: Literal["on", "shrink", "off"] = Field("on", description="onnxruntime CPU arena: keep the peak (fastest), return free memory after each run (the CPU overlay), or none")
     gpu_count: int = Field(1, ge=1, description="GPUs on the host: worker k uses GPU k mod gpu_count")
     max_batch: int = Field(8, ge=1, le=64, description="most tiles in one inference batch")
     max_queue_delay_ms: float = Field(0.0, ge=0, description="wait for a fuller batch at most this long (0: never wait when a worker is free)")
