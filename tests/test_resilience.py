@@ -48,7 +48,11 @@ def timed_post(service, path: str, body: bytes, **params) -> tuple[httpx.Respons
 
 
 def test_work_beyond_the_budget_is_refused_before_it_starts(service, kodim01_bytes):
-    response, seconds = timed_post(service, "/compress", kodim01_bytes, refine=200)  # 0.39 MP x 200 steps = 79 > 30
+    response, seconds = timed_post(service, "/compress", kodim01_bytes, refine=200)  # (0.39 + 0.006) MP x 200 steps = 80 > 30
+    assert response.status_code == 413 and "megapixel-steps" in response.json()["detail"] and seconds < 5
+    # One pixel is coded as a 64x64 tile, and each step has its fixed cost: 16 passes x 200.9 steps x
+    # (0.004 + 0.006) MP = 32 > 30. Counted as 1 px (cost 0.003) it ran into the deadline (503 after 60 s).
+    response, seconds = timed_post(service, "/compress", png_bytes(noisy_image(1, 1)), refine=200, target_psnr=30)
     assert response.status_code == 413 and "megapixel-steps" in response.json()["detail"] and seconds < 5
 
 

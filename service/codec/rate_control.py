@@ -20,12 +20,18 @@ MAX_PASSES = STEPS + 2  # both ends, then the halvings
 # and entropy-code) costs 0.19 s/MP there (benchmarks/stage_times.json), a PSNR pass adds the synthesis.
 CODING_PASS = 0.15
 PSNR_PASS = 0.9
+# A step also has a fixed cost (onnxruntime calls, Python) that no pixel count shows: about 22 ms beside
+# 3.9 s/MP on the busy 2-core CPU, i.e. a step over 0.006 MP more. It is what a tiny image costs: a 1 px
+# image is coded as a 64x64 tile: counted as 1 px, `refine=200&target_psnr=30` on it cost 0.003 and ran
+# into the 60 s deadline (503); counted as a padded tile plus the overhead, it costs 32 and is refused.
+STEP_OVERHEAD_MP = 0.006
 
 
 def job_cost(megapixels: float, refine: int, target: str | None) -> float:
-    """Megapixel-steps of one compression: ``target`` is None (one pass at a given quality), "bpp" or "psnr"."""
+    """Megapixel-steps of one compression of an image whose tiles, padded to the model's multiple, cover
+    ``megapixels``: ``target`` is None (one pass at a given quality), "bpp" or "psnr"."""
     passes = MAX_PASSES if target else 1
-    return megapixels * passes * (refine + (PSNR_PASS if target == "psnr" else CODING_PASS))
+    return (megapixels + STEP_OVERHEAD_MP) * passes * (refine + (PSNR_PASS if target == "psnr" else CODING_PASS))
 
 
 def bisect_quality(encode_at: Callable[[float], T], measure: Callable[[T], float], target: float, tolerance: float) -> T:
