@@ -52,9 +52,9 @@ def _progress(total: int | None, what: str):
 
 def cmd_compress(args: argparse.Namespace) -> None:
     codec = _codec(tile=args.tile, context=args.context)
-    data = Path(args.input).read_bytes()
+    planes = image_io.read_image(Path(args.input).read_bytes(), codec.max_pixels, args.frame)
     bar, update = _progress(None, "analysing")
-    result = codec.compress(data, model=args.model, quality=args.quality, target_bpp=args.target_bpp,
+    result = codec.compress(planes, model=args.model, quality=args.quality, target_bpp=args.target_bpp,
                             target_psnr=args.target_psnr, refine=args.refine, progress=update)
     bar.close()
     Path(args.output).write_bytes(result.data)
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile size in pixels, a multiple of 64 (default {DEFAULT_TILE})")
     c.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
                    help=f"pixels of each neighbouring tile the transforms see; 0 = independent tiles (default {DEFAULT_CONTEXT})")
+    c.add_argument("--frame", type=int, metavar="K", help="code frame K (from 0) of an animated image, which is refused otherwise")
     c.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="encoder-side refinement: fewer bits for the same quality, slower encode (e.g. 40; default 0)")
     c.set_defaults(func=cmd_compress)

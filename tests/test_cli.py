@@ -92,3 +92,14 @@ def test_decode_memory_bound_refuses_in_one_line(tmp_path):
                           env={**os.environ, "LIC_MAX_DECODE_BYTES": str(1 << 20)})
     assert proc.returncode == 1 and "over the limit" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
+
+
+def test_animated_input_needs_a_frame(tmp_path):
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=100)
+    proc = lic("compress", tmp_path / "a.gif", tmp_path / "a.lic", check=False)
+    assert proc.returncode == 1 and "animated image with 3 frames" in proc.stderr and "Traceback" not in proc.stderr
+    lic("compress", tmp_path / "a.gif", tmp_path / "a.lic", "--frame", "1", "--quality", "6")
+    lic("decompress", tmp_path / "a.lic", tmp_path / "a.png")
+    r, g, b = np.asarray(Image.open(tmp_path / "a.png").convert("RGB")).reshape(-1, 3).mean(axis=0)
+    assert g > 100 and r < 40 and b < 40  # frame 1 is the green one

@@ -83,6 +83,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from service.codec.errors import BitstreamError, ImageError, LimitError
+from service.codec.limits import MAX_FRAME
 
 Image.MAX_IMAGE_PIXELS = None  # we enforce our own, configurable limit below
 OUTPUT_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG"}
@@ -147,6 +148,8 @@ def select_frame(im: Image.Image, frame: int | None) -> None:
             raise ImageError(f"animated image with {frames} frames: lic codes one still image; "
                              f"ask for one frame with frame=K (K from 0 to {frames - 1})")
         return
+    if frame > MAX_FRAME:
+        raise ImageError(f"frame={frame} is past the last frame this service reads ({MAX_FRAME})")
     if not 0 <= frame < frames:
         raise ImageError(f"frame={frame} is out of range: the image has {frames} frame{'s' if frames > 1 else ''} "
                          f"(0 to {frames - 1})")

@@ -13,6 +13,7 @@ CONTEXT_MULTIPLE, MAX_CONTEXT = 16, 64  # px; at most the smallest tile, so a wi
 DEFAULT_CONTEXT = 32  # px of each neighbour the transforms see: seams as if coded whole (benchmarks/tile_context.py)
 
 MAX_REFINE = 200  # encoder-side refinement steps
+MAX_FRAME = 255  # of an animated input: reaching frame K decodes the K before it
 RATE_TOLERANCE = 0.01  # rate control stops within 1% of a bpp target
 PSNR_TOLERANCE = 0.05  # dB, for a PSNR target
 
