@@ -102,3 +102,11 @@ def test_the_writer_decides_quality_code_and_deblocking():
     assert bitstream.parse(bitstream.write(MODEL_ID, b"\x01" * 8, q, 1000, 400, "RGB", 512, 32, [b"a", b"b"])).deblock == 0
     with pytest.raises(ValueError, match="coded_quality"):
         bitstream.write(MODEL_ID, b"\x01" * 8, 3.14159, 1000, 400, "RGB", 512, 0, [b"a", b"b"])
+
+
+@pytest.mark.parametrize("mode, alpha", [("RGB", b"alpha-png"), ("L", b"alpha-png"), ("RGBA", None), ("LA", None)])
+def test_mode_and_alpha_plane_go_together(mode, alpha):
+    """Found by tests/fuzz_streams.py: an RGBA header without an alpha plane decoded to an RGB image."""
+    header = bitstream.Header(MODEL_ID, b"\x01" * 8, 3.25, 1000, 400, mode, 512, 4, 32)
+    with pytest.raises(BitstreamError, match=f"mode {mode} with"):
+        bitstream.parse(bitstream.pack(header, [b"abcd", b"efgh"], alpha=alpha))

@@ -3,7 +3,7 @@
     offset  size  field
     0       4     magic b"\\x89LIC"
     4       1     format version (2)
-    5       1     flags: bit 0 = alpha plane present
+    5       1     flags: bit 0 = alpha plane present (exactly for modes LA and RGBA)
     6       1     length L of the model id, then L bytes of UTF-8 model id
     .       8     model fingerprint (first 8 bytes of the package's sha256 fingerprint)
     .       2     quality x 1000 (1000..8000)
@@ -28,6 +28,7 @@ This module is the container's one writer (``write``) and one reader (``parse``,
 """
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -59,12 +60,15 @@ class Header:
     tile_entries: list[tuple[int, int]] = field(default_factory=list)  # (length, crc)
     alpha_entry: tuple[int, int] | None = None
     header_size: int = 0
+    offsets: list[int] = field(default_factory=list, repr=False, compare=False)  # set by parse: where each payload starts, then the alpha plane
 
     @property
     def grid(self) -> TileGrid:
         return TileGrid(self.width, self.height, self.tile)
 
     def tile_offset(self, index: int) -> int:
+        if self.offsets:  # O(1): a full decode of n tiles must not cost n^2
+            return self.offsets[index]
         return self.header_size + sum(length for length, _ in self.tile_entries[:index])
 
     @property
@@ -156,6 +160,9 @@ def parse(data: bytes, check_payloads: bool = True) -> Header:
     (context,) = r.take("<B") if version >= 2 else (0,)
     if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION) or mode >= len(MODES):
         raise BitstreamError("corrupted .lic header (geometry)")
+    has_alpha = MODES[mode].endswith("A")  # writers store an alpha plane exactly for LA and RGBA
+    if has_alpha != bool(flags & FLAG_ALPHA):
+        raise BitstreamError(f"corrupted .lic header (mode {MODES[mode]} {'without' if has_alpha else 'with'} an alpha plane)")
     if tile == 0 or tile % TILE_MULTIPLE or tile > TILE_MAX:  # no writer makes larger tiles: one would decode in unbounded memory
         raise BitstreamError(f"corrupted .lic header (tile of {tile} px)")
     if context % CONTEXT_MULTIPLE or context > MAX_CONTEXT:
@@ -173,6 +180,7 @@ def parse(data: bytes, check_payloads: bool = True) -> Header:
     if crc != zlib.crc32(data[: r.pos - 4]):
         raise BitstreamError("corrupted .lic header (checksum mismatch)")
     header.header_size = r.pos
+    header.offsets = list(itertools.accumulate((length for length, _ in header.tile_entries), initial=r.pos))
     if check_payloads and len(data) != header.total_size:
         kind = "truncated" if len(data) < header.total_size else "trailing bytes after"
         raise BitstreamError(f"{kind} .lic data: expected {header.total_size} bytes, got {len(data)}")
@@ -189,8 +197,16 @@ def _checked(data: bytes, offset: int, entry: tuple[int, int], what: str) -> byt
     return chunk
 
 
-def tile_payload(data: bytes, header: Header, index: int) -> bytes:
-    return _checked(data, header.tile_offset(index), header.tile_entries[index], f"tile {index}")
+class TilePayload(bytes):
+    """A tile's payload (plain bytes) that knows its tile, so the entropy decoder's errors can name it."""
+
+    index: int
+
+
+def tile_payload(data: bytes, header: Header, index: int) -> TilePayload:
+    payload = TilePayload(_checked(data, header.tile_offset(index), header.tile_entries[index], f"tile {index}"))
+    payload.index = index
+    return payload
 
 
 def alpha_payload(data: bytes, header: Header) -> bytes | None:

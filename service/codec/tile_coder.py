@@ -20,7 +20,6 @@ import numpy as np
 from service.codec import entropy
 from service.codec.backend import Backend
 from service.codec.entropy import AnsCoder
-from service.codec.errors import BitstreamError
 from service.codec.manifest import Level
 from service.codec.zoo import ModelPackage
 
@@ -48,6 +47,11 @@ class Prepared:
         mean = self.means[level]
         symbols = np.clip(np.rint(self.continuous[level] - mean), -entropy.RAW_LIMIT, entropy.RAW_LIMIT)
         self.latents.symbols[level], self.latents.values[level] = symbols, symbols + mean
+
+
+def _tile_name(payload: bytes, position: int, count: int) -> str:
+    index = getattr(payload, "index", None)
+    return f"tile {index}" if index is not None else f"tile payload {position} of {count}"
 
 
 class TileCoder:
@@ -115,11 +119,9 @@ class TileCoder:
         return self.finish(self.prepare(y_raw, qualities))
 
     def decode_latents(self, payloads: list[bytes], shape: tuple[int, int]) -> Latents:
-        coders = []
-        for i, payload in enumerate(payloads):
-            if len(payload) % 4:
-                raise BitstreamError(f"corrupted .lic data: tile payload of {len(payload)} bytes")
-            coders.append(AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32)))
+        """Every level of each tile, coarsest first. Each payload must be consumed exactly, or
+        ``BitstreamError`` names its tile (``bitstream.TilePayload.index``, else its place in ``payloads``)."""
+        decoders = [entropy.PayloadDecoder(payload, _tile_name(payload, b, len(payloads))) for b, payload in enumerate(payloads)]
         values: dict[str, np.ndarray] = {}
         symbols: dict[str, np.ndarray] = {}
         features: dict[str, np.ndarray] = {}
@@ -134,12 +136,12 @@ class TileCoder:
                 mean, ids = out["mean"], list(out["scale_index"].reshape(len(payloads), -1))
                 features[level.hyper] = out["features"]
             tables = self.tables(level)
-            decoded = np.stack([entropy.decode(coder, tile_ids, tables) for coder, tile_ids in zip(coders, ids)])
+            decoded = np.stack([entropy.decode(decoder, tile_ids, tables) for decoder, tile_ids in zip(decoders, ids)])
             symbols[level.name] = decoded.reshape(len(payloads), *level_shape).astype(np.float64)
             values[level.name] = symbols[level.name] + mean
             previous = level.name
-        if not all(coder.is_empty() for coder in coders):
-            raise BitstreamError("corrupted .lic data: tile payload does not match its model")
+        for decoder in decoders:
+            decoder.finish()
         return Latents(values, symbols, features)
 
     def synthesis_feeds(self, latents: Latents, qualities: np.ndarray) -> dict[str, np.ndarray]:

@@ -183,7 +183,7 @@ def deblock(canvas: np.ndarray, seams_x: list[int], seams_y: list[int], radius: 
             smooth = kernel[0] * np.take(canvas, taps[:, 0], axis=axis)
             for k in range(1, len(kernel)):
                 smooth += kernel[k] * np.take(canvas, taps[:, k], axis=axis)
-            current = np.take(canvas, band, axis=axis)
+            current = np.take(canvas, np.clip(band, 0, size - 1), axis=axis)  # the band may pass a thin edge tile
             w = weights.reshape([-1 if a == axis else 1 for a in range(canvas.ndim)]).astype(np.float32)
             updated = current + w * (smooth - current)
             valid = (band >= 0) & (band < size)
