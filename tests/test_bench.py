@@ -135,6 +135,37 @@ def test_benchmark_measures_learned_and_classical_codecs(tmp_path, crops):
     assert all(r["encode_ms"] > 0 and r["decode_mp_s"] > 0 for r in speed.values())
     report = (out / "report.md").read_text()
     assert f"**{DEFAULT_MODEL}**" in report and "VTM (published)" in report and "## Speed" in report
+    per_image = results["bd_per_image"]
+    assert per_image["codec"] == DEFAULT_MODEL and {e["image"] for e in per_image["worst_first"]} == {"a.png", "b.png"}
+    assert "## Per image" in report and "| a.png | 0.05 |" in report
+
+
+def test_per_image_bd_rates_worst_first():
+    """Synthetic curves with known answers: at equal PSNR the model spends 1.2x AVIF's bits on image a
+    and 0.9x on b, WebP 1.5x on both; image c's curves do not overlap."""
+    psnr = np.array([30.0, 33.0, 36.0, 39.0])
+    avif = np.array([0.2, 0.4, 0.8, 1.6])
+
+    def curve(codec, image, bpp, dist=psnr, side=1000):
+        return [{"codec": codec, "image": image, "width": side, "height": side // 4 if image == "b" else side, "bpp": float(r),
+                 "psnr": float(d)} for r, d in zip(bpp, dist)]
+
+    rows = (curve("AVIF", "a", avif) + curve("WebP", "a", 1.5 * avif) + curve("model", "a", 1.2 * avif)
+            + curve("AVIF", "b", avif) + curve("WebP", "b", 1.5 * avif) + curve("model", "b", 0.9 * avif)
+            + curve("AVIF", "c", avif) + curve("WebP", "c", avif) + curve("model", "c", avif, psnr + 20))
+    table = report.per_image_bd(list(reversed(rows)), "model")
+    assert [e["image"] for e in table] == ["a", "b", "c"]
+    assert [e["megapixels"] for e in table] == [1.0, 0.25, 1.0]
+    assert table[0]["bd_rate_pchip"] == pytest.approx({"AVIF": 20.0, "WebP": -20.0})
+    assert table[1]["bd_rate_pchip"] == pytest.approx({"AVIF": -10.0, "WebP": -40.0})
+    assert all(np.isnan(v) for v in table[2]["bd_rate_pchip"].values())
+    assert list(table[0]["bd_rate_pchip"]) == ["AVIF", "WebP"]
+    text = report.per_image_markdown("model", table)
+    assert "| a | 1.00 | +20.0% | -20.0% |" in text and "| c | 1.00 | – | – |" in text
+    assert text.index("| a |") < text.index("| b |") < text.index("| c |")
+    assert "vs AVIF: better on 1 of 2 images" in text
+    assert [e["bd_rate_pchip"] for e in report.per_image_bd(rows, "model", ("WebP", "JPEG XL"))][:2] == [
+        pytest.approx({"WebP": -20.0}), pytest.approx({"WebP": -40.0})]  # sorted by WebP; absent anchors left out
 
 
 def test_lic_bench_command(tmp_path, crops):

@@ -4,6 +4,7 @@ classical anchors, a markdown table, CSV/JSON files and an RD plot with publishe
 Curves are *mean* curves (bpp and PSNR averaged over the images at each setting), as CompressAI and
 the published anchors report them. BD-rate integrates log-rate over PSNR with piecewise-cubic
 (PCHIP) interpolation, the current practice, with the classic cubic fit (VCEG-M33) beside it.
+``per_image_bd`` rates one codec on each image's own curve, to find the images it loses on.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 from service.bench.bd import bd_psnr, bd_rate
 
 BD_ANCHORS = ("JPEG 4:2:0", "WebP", "AVIF")
+PER_IMAGE_ANCHORS = ("AVIF", "WebP")  # per-image table, sorted by the first
 METRICS = ("bpp", "psnr", "ms_ssim", "encode_ms", "decode_ms")
 
 
@@ -65,6 +67,46 @@ def bd_table(curves: dict[str, list[dict]], anchors: tuple[str, ...] = BD_ANCHOR
                 "bd_psnr": bd_psnr(a_rate, a_dist, rate, dist, "pchip"),
             }
     return table
+
+
+def per_image_bd(rows: list[dict], codec: str, anchors: tuple[str, ...] = PER_IMAGE_ANCHORS) -> list[dict]:
+    """BD-rate (PCHIP) of ``codec`` against each anchor on every image's own RD curve, worst first
+    (highest against the first anchor; nan, no PSNR overlap, last):
+    [{image, megapixels, bd_rate_pchip: {anchor: percent}}]."""
+    points: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        points.setdefault((row["codec"], row["image"]), []).append(row)
+
+    def axes(key):
+        return np.array([float(r["bpp"]) for r in points[key]]), np.array([float(r["psnr"]) for r in points[key]])
+
+    measured = {c for c, _ in points}
+    anchors = tuple(a for a in anchors if a in measured)
+    table = []
+    for image in dict.fromkeys(r["image"] for r in rows if r["codec"] == codec):
+        first = points[(codec, image)][0]
+        bd = {a: bd_rate(*axes((a, image)), *axes((codec, image))) if (a, image) in points else math.nan for a in anchors}
+        table.append({"image": image, "megapixels": int(first["width"]) * int(first["height"]) / 1e6, "bd_rate_pchip": bd})
+    if anchors:
+        table.sort(key=lambda e: (not math.isfinite(e["bd_rate_pchip"][anchors[0]]), -e["bd_rate_pchip"][anchors[0]]))
+    return table
+
+
+def per_image_markdown(codec: str, table: list[dict]) -> str:
+    """The per-image table, after a line saying on how many images ``codec`` wins and the median and
+    mean of the per-image BD-rates (which differ from the BD-rate of the mean curves)."""
+    anchors = list(table[0]["bd_rate_pchip"]) if table else []
+    lines = ["| image | MP | " + " | ".join(f"BD-rate vs {a}" for a in anchors) + " |", "|" + "---|" * (2 + len(anchors))]
+    lines += [f"| {e['image']} | {e['megapixels']:.2f} | " + " | ".join(_fmt(e["bd_rate_pchip"][a]) for a in anchors) + " |"
+              for e in table]
+    summary = []
+    for a in anchors:
+        values = [e["bd_rate_pchip"][a] for e in table if math.isfinite(e["bd_rate_pchip"][a])]
+        if values:
+            summary.append(f"vs {a}: better on {sum(v < 0 for v in values)} of {len(values)} images, "
+                           f"median {_fmt(float(np.median(values)))}, mean of images {_fmt(float(np.mean(values)))}")
+    return (f"{codec} against each anchor on each image's own curve (PCHIP), worst first; "
+            + "; ".join(summary) + ".\n\n" + "\n".join(lines) + "\n")
 
 
 def _fmt(value: float, unit: str = "%") -> str:

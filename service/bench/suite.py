@@ -5,9 +5,10 @@
 
 Python API: ``benchmark(images, out)`` returns the same dict it writes to ``results.json``.
 
-Writes to ``--out``: results.json (curves, BD-rates, speed, versions, machine), rows.csv (one row per
-image and setting), report.md (RD/BD-rate table and speed table) and rd.png (PSNR and MS-SSIM
-against bpp, with the published curves of ``--anchors``).
+Writes to ``--out``: results.json (curves, BD-rates, per-image BD-rates of the default model, speed,
+versions, machine), rows.csv (one row per image and setting), report.md (RD/BD-rate table, per-image
+BD-rates against AVIF and WebP, speed table) and rd.png (PSNR and MS-SSIM against bpp, with the
+published curves of ``--anchors``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from service.bench import report, runner, speed
 from service.bench.codecs import BenchCodec, classical_codecs, learned_codecs
+from service.codec.zoo import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "kodak"
@@ -54,6 +56,8 @@ def benchmark(
     references = report.load_references(anchors) if anchors else {}
     bd = report.bd_table({**curves, **references})
     learned = {c.name for c in codecs if c.learned}
+    subject = DEFAULT_MODEL if DEFAULT_MODEL in learned else next((c.name for c in codecs if c.learned), None)
+    per_image = report.per_image_bd(rows, subject) if subject else []
 
     speed_rows = []
     if speed_images:
@@ -74,6 +78,7 @@ def benchmark(
         "curves": curves,
         "references": references,
         "bd": bd,
+        "bd_per_image": {"codec": subject, "method": "pchip", "worst_first": per_image},
         "speed": {"images": [im.name for im in images[:speed_images]], "repeats": repeats, "rows": speed_rows},
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -83,6 +88,8 @@ def benchmark(
     report.plot(curves, references, learned, out / "rd.png", title)
     text = (f"# Benchmark: {title}\n\n## Rate-distortion (BD-rate: PCHIP, cubic fit in brackets; negative is better)\n\n"
             + report.markdown(curves, references, bd, learned))
+    if per_image and per_image[0]["bd_rate_pchip"]:
+        text += "\n## Per image (BD-rate: PCHIP; negative is better)\n\n" + report.per_image_markdown(subject, per_image)
     if speed_rows:
         text += (f"\n## Speed ({len(images[:speed_images])} images, best of {repeats}, mid-rate setting)\n\n"
                  + speed.speed_markdown(speed_rows))
