@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from service.api import openapi
 from service.api.routes import router
 from service.codec.limits import check_context
 from service.codec.zoo import available_models, load_model
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = Engine(settings, metrics)
     app.state.packages = {}
     problems.install(app)
+    openapi.install(app)
     app.include_router(router)
 
     @app.middleware("http")

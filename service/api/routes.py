@@ -4,12 +4,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request as StarletteRequest
 
+from service.api.openapi import COMPRESS, DECOMPRESS, LIC_MEDIA_TYPE
 from service.codec import bitstream, image_io
 from service.codec.codec import check_model
 from service.codec.errors import LimitError, ModelError, Stopped
@@ -21,7 +24,6 @@ from service.engine.batcher import QueueFull
 from service.engine.pool import WorkerLost
 
 router = APIRouter()
-LIC_MEDIA_TYPE = "application/vnd.lic"
 IMAGE_TYPES = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpeg"}
 STREAM_CHUNK = 256 << 10
 
@@ -30,14 +32,16 @@ def _state(request: Request):
     return request.app.state
 
 
-async def require_api_key(request: Request) -> None:
+bearer = HTTPBearer(auto_error=False, description="an API key from LIC_API_KEYS; needed only when the service has keys")
+
+
+async def require_api_key(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
     keys = _state(request).settings.api_keys
     if not keys:
         return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if credentials is None:
         raise Problem(401, "Unauthorized", "missing Bearer API key", {"WWW-Authenticate": "Bearer"})
-    if not any(hmac.compare_digest(token, key) for key in keys):
+    if not any(hmac.compare_digest(credentials.credentials, key) for key in keys):
         raise Problem(403, "Forbidden", "API key not accepted")
 
 
@@ -124,8 +128,7 @@ def binary_response(data: bytes, media_type: str, headers: dict[str, str]) -> Re
     return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
 
-@router.post("/compress", dependencies=[Depends(require_api_key)], response_class=Response,
-             responses={200: {"content": {LIC_MEDIA_TYPE: {}}, "description": "the .lic bitstream"}})
+@router.post("/compress", dependencies=[Depends(require_api_key)], response_class=Response, **COMPRESS)
 async def compress(
     request: Request,
     model: str | None = Query(None, description="model id (GET /models); default: the service default"),
@@ -195,12 +198,12 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
     return x, y, w, h
 
 
-@router.post("/decompress", dependencies=[Depends(require_api_key)], response_class=Response,
-             responses={200: {"content": {f"image/{f}": {} for f in ("png", "webp", "jpeg")}, "description": "the image"}})
+@router.post("/decompress", dependencies=[Depends(require_api_key)], response_class=Response, **DECOMPRESS)
 async def decompress(
     request: Request,
     format: str | None = Query(None, pattern="^(png|webp|jpeg|jpg)$", description="output format; default from Accept, else PNG"),
-    region: str | None = Query(None, description="x,y,w,h: decode only the tiles this region needs"),
+    region: str | None = Query(None, pattern="^[0-9]+,[0-9]+,[0-9]+,[0-9]+$",
+                               description="x,y,w,h: decode only the tiles this region needs"),
 ):
     """Decompress a .lic bitstream sent as the raw body."""
     state = _state(request)
@@ -253,7 +256,7 @@ async def healthz():
     return {"status": "alive"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "starting or draining"}})
 async def readyz(request: Request):
     state = _state(request)
     if state.engine.ready and not state.draining:
@@ -261,6 +264,6 @@ async def readyz(request: Request):
     return JSONResponse({"status": "draining" if state.draining else "starting"}, status_code=503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request):
     return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
