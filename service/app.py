@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from starlette.middleware.cors import CORSMiddleware
 
 from service.api import openapi
 from service.api.routes import router
@@ -19,6 +21,9 @@ from service.core.metrics import Metrics
 from service.engine.engine import Engine
 
 access_log = logging.getLogger("lic.access")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+EXPOSED_HEADERS = ["X-Request-ID", "X-LIC-Model", "X-LIC-Quality", "X-LIC-BPP", "X-LIC-PSNR", "X-LIC-Width", "X-LIC-Height",
+                   "X-LIC-Tiles", "X-LIC-Tiles-Decoded", "Server-Timing", "Content-Disposition", "Retry-After"]
 ENDPOINTS = {"compress", "decompress", "models", "healthz", "readyz", "metrics"}  # the endpoint label's values, plus "other"
 
 
@@ -53,15 +58,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     openapi.install(app)
     app.include_router(router)
+    if settings.cors_origins:  # outermost: preflights are answered before anything else runs
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
+                           expose_headers=EXPOSED_HEADERS, max_age=600)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
         started = time.perf_counter()
         metrics.in_flight.inc()
         status = 500
+        given = request.headers.get("x-request-id", "")
+        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]  # a client's id only if it is tame
         try:
             response = await call_next(request)
             status = response.status_code
+            response.headers["X-Request-ID"] = request_id
             return response
         finally:
             metrics.in_flight.dec()
@@ -71,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.request_duration.labels(endpoint).observe(elapsed)
             if endpoint not in ("metrics", "healthz", "readyz"):
                 access_log.info(json.dumps({
-                    "ts": round(time.time(), 3), "id": request.headers.get("x-request-id") or uuid.uuid4().hex[:16],
+                    "ts": round(time.time(), 3), "id": request_id,
                     "method": request.method, "path": request.url.path, "query": request.url.query, "status": status,
                     "ms": round(1000 * elapsed, 1), "bytes_in": int(request.headers.get("content-length") or 0),
                     "client": request.client.host if request.client else None,

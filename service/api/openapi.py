@@ -9,7 +9,7 @@ from service.core.problems import PROBLEM
 LIC_MEDIA_TYPE = "application/vnd.lic"
 IMAGE_INPUT_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff", "application/octet-stream")
 LIC_INPUT_TYPES = (LIC_MEDIA_TYPE, "application/octet-stream", "application/x-lic")
-IMAGE_OUTPUT_TYPES = ("image/png", "image/webp", "image/jpeg")
+IMAGE_OUTPUT_TYPES = ("image/png", "image/webp", "image/jpeg", "image/avif")
 BINARY = {"type": "string", "format": "binary"}
 
 PROBLEM_SCHEMA = {
@@ -30,7 +30,7 @@ WHY = {
     400: "bad query parameters, an unknown model, an empty body or a multipart body without a field 'file'",
     401: "API key missing (only when the service is configured with LIC_API_KEYS)",
     403: "API key not accepted",
-    406: "the Accept header allows none of image/png, image/webp, image/jpeg",
+    406: "the Accept header allows none of image/png, image/webp, image/avif, image/jpeg",
     408: "the request body stalled (LIC_BODY_TIMEOUT_S) or did not arrive within LIC_REQUEST_TIMEOUT_S",
     413: "body, pixels, tiles, work or decode memory over a limit, checked before decoding",
     415: "wrong Content-Type",
@@ -63,7 +63,8 @@ COMPRESS = {
             "X-LIC-BPP": _header("bits per pixel", "number"),
             "X-LIC-PSNR": _header("PSNR in dB (rate-controlled requests)", "number"),
             "X-LIC-Width": _header("pixels", "integer"), "X-LIC-Height": _header("pixels", "integer"),
-            "X-LIC-Tiles": _header("tiles coded", "integer"), "Server-Timing": _header("total;dur=<ms>")}},
+            "X-LIC-Tiles": _header("tiles coded", "integer"), "Server-Timing": _header("total;dur=<ms>"),
+            "Content-Disposition": _header("attachment; filename=image.lic")}},
         **problems(400, 401, 403, 408, 413, 415, 422, 503),
     },
     "openapi_extra": {"requestBody": {
@@ -79,7 +80,9 @@ DECOMPRESS = {
     "responses": {
         200: {"description": "the image", "content": {media: {"schema": BINARY} for media in IMAGE_OUTPUT_TYPES}, "headers": {
             "X-LIC-Model": _header("model id"), "X-LIC-Width": _header("pixels", "integer"),
-            "X-LIC-Height": _header("pixels", "integer"), "X-LIC-Tiles-Decoded": _header("tiles decoded", "integer")}},
+            "X-LIC-Height": _header("pixels", "integer"), "X-LIC-Tiles-Decoded": _header("tiles decoded", "integer"),
+            "Vary": _header("Accept: the format follows it when no format is given"),
+            "Content-Disposition": _header("inline; filename=image.<ext>")}},
         **problems(400, 401, 403, 406, 408, 413, 415, 422, 503),
     },
     "openapi_extra": {"requestBody": {"required": True, "description": "the .lic bitstream",

@@ -16,7 +16,7 @@ from service.api.openapi import COMPRESS, DECOMPRESS, LIC_MEDIA_TYPE
 from service.codec import bitstream, image_io
 from service.codec.codec import check_model
 from service.codec.errors import LimitError, ModelError, Stopped
-from service.codec.limits import DEFAULT_QUALITY, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
+from service.codec.limits import DEFAULT_QUALITY, MAX_FRAME, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
 from service.codec.tiles import TileGrid
 from service.codec.windows import RegionPlan, assemble, plan_region
 from service.core.problems import Problem
@@ -24,7 +24,8 @@ from service.engine.batcher import QueueFull
 from service.engine.pool import WorkerLost
 
 router = APIRouter()
-IMAGE_TYPES = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpeg"}
+# The formats /decompress answers, in the order it prefers them among equally acceptable ones.
+PREFERENCE = ("PNG", "WEBP", "AVIF", "JPEG")
 STREAM_CHUNK = 256 << 10
 
 
@@ -139,6 +140,8 @@ async def compress(
     tile: int | None = Query(None, ge=TILE_MIN, le=TILE_MAX, multiple_of=TILE_MULTIPLE),
     refine: int = Query(0, ge=0, le=MAX_REFINE, description="encoder-side refinement steps: fewer bits for the same "
                         "quality, each step costing about 1.4 decodes of the image (0: one-pass encoder)"),
+    frame: int | None = Query(None, ge=0, le=MAX_FRAME, description="which frame of an animated image to code "
+                              "(from 0); an animated image without it is refused with 422"),
 ):
     """Compress an image sent as the raw body (``Content-Type: image/...``) or as multipart field ``file``."""
     state = _state(request)
@@ -152,7 +155,7 @@ async def compress(
         raise ModelError(f"unknown model {model!r} (available: {', '.join(state.packages)})")
     body = await image_from_request(request, settings.max_body_bytes)
     metrics.bytes_in.labels("compress").inc(len(body))
-    planes = await asyncio.to_thread(image_io.read_image, body, settings.max_pixels)
+    planes = await asyncio.to_thread(image_io.read_image, body, settings.max_pixels, frame)
     height, width = planes.rgb.shape[:2]
     tile = tile or settings.tile
     grid = TileGrid(width, height, tile)
@@ -169,23 +172,47 @@ async def compress(
         "X-LIC-Model": model, "X-LIC-Quality": f"{q:g}", "X-LIC-BPP": f"{bpp:.5f}",
         "X-LIC-Width": str(width), "X-LIC-Height": str(height), "X-LIC-Tiles": str(grid.count),
         "Server-Timing": f"total;dur={1000 * (time.perf_counter() - started):.1f}",
+        "Content-Disposition": 'attachment; filename="image.lic"',
     }
     if psnr is not None:
         headers["X-LIC-PSNR"] = f"{psnr:.3f}"
     return binary_response(data, LIC_MEDIA_TYPE, headers)
 
 
+def negotiate(accept: str) -> str | None:
+    """The output format for an Accept header (RFC 9110 12.5.1): the one with the highest q-value,
+    each format weighed by the most specific range that names it; q=0 excludes; ties go by PREFERENCE."""
+    ranges = []
+    for part in accept.split(","):
+        media, *parameters = (item.strip() for item in part.split(";"))
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        ranges.append((media.lower() or "*/*", q))
+    best, best_q = None, 0.0
+    for fmt in PREFERENCE:
+        media = image_io.MEDIA_TYPES[fmt]
+        specificity = {media: 3, f"{media.split('/')[0]}/*": 2, "*/*": 1}
+        matches = [(specificity[m], q) for m, q in ranges if m in specificity]
+        q = max(matches)[1] if matches else 0.0
+        if q > best_q:
+            best, best_q = fmt, q
+    return best
+
+
 def output_format(request: Request, fmt: str | None) -> str:
     if fmt is not None:
-        return image_io.OUTPUT_FORMATS[fmt].lower()
-    accept = request.headers.get("accept", "*/*")
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in IMAGE_TYPES:
-            return IMAGE_TYPES[media]
-        if media in ("*/*", "image/*", ""):
-            return "png"
-    raise Problem(406, "Not Acceptable", f"can answer image/png, image/webp or image/jpeg, not {accept}")
+        return image_io.output_format(fmt)
+    accept = request.headers.get("accept") or "*/*"
+    chosen = negotiate(accept)
+    if chosen is None:
+        raise Problem(406, "Not Acceptable", f"can answer {', '.join(image_io.MEDIA_TYPES[f] for f in PREFERENCE)}, not {accept}")
+    return chosen
 
 
 def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
@@ -201,7 +228,9 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
 @router.post("/decompress", dependencies=[Depends(require_api_key)], response_class=Response, **DECOMPRESS)
 async def decompress(
     request: Request,
-    format: str | None = Query(None, pattern="^(png|webp|jpeg|jpg)$", description="output format; default from Accept, else PNG"),
+    format: str | None = Query(None, pattern="^(png|webp|jpeg|jpg|avif)$", description="output format; default from Accept, else PNG"),
+    output_quality: int | None = Query(None, ge=1, le=100, description="lossy output quality for webp, jpeg and avif "
+                                       "(default: webp lossless, jpeg 95, avif 90; png is always lossless)"),
     region: str | None = Query(None, pattern="^[0-9]+,[0-9]+,[0-9]+,[0-9]+$",
                                description="x,y,w,h: decode only the tiles this region needs"),
 ):
@@ -228,13 +257,14 @@ async def decompress(
     async def work():
         tiles = await engine.decode(data, header, package, plan)
         image = await asyncio.to_thread(assemble, data, header, plan, tiles)
-        return await asyncio.to_thread(image_io.write_image, image, fmt)
+        return await asyncio.to_thread(image_io.write_image, image, fmt, output_quality)
 
     encoded = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
     metrics.pixels.labels("decompress").inc(width * height)
     metrics.bytes_out.labels("decompress").inc(len(encoded))
-    headers = {"X-LIC-Model": header.model_id, "X-LIC-Width": str(width), "X-LIC-Height": str(height), "X-LIC-Tiles-Decoded": str(len(plan.tiles))}
-    return binary_response(encoded, f"image/{'jpeg' if fmt == 'jpeg' else fmt}", headers)
+    headers = {"X-LIC-Model": header.model_id, "X-LIC-Width": str(width), "X-LIC-Height": str(height), "X-LIC-Tiles-Decoded": str(len(plan.tiles)),
+               "Vary": "Accept", "Content-Disposition": f'inline; filename="image.{fmt.lower()}"'}
+    return binary_response(encoded, image_io.MEDIA_TYPES[fmt], headers)
 
 
 @router.get("/models")

@@ -86,7 +86,9 @@ from service.codec.errors import BitstreamError, ImageError, LimitError
 from service.codec.limits import MAX_FRAME
 
 Image.MAX_IMAGE_PIXELS = None  # we enforce our own, configurable limit below
-OUTPUT_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG"}
+OUTPUT_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "avif": "AVIF"}
+MEDIA_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg", "AVIF": "image/avif"}
+DEFAULT_OUTPUT_QUALITY = {"JPEG": 95, "AVIF": 90}  # WebP: lossless unless a quality is asked for; PNG: lossless
 RENDERING_INTENT = ImageCms.Intent.RELATIVE_COLORIMETRIC
 TRANSFORM_FLAGS = ImageCms.Flags.BLACKPOINTCOMPENSATION
 # Multi-frame formats whose frame 0 is the picture itself and the other frames are not alternatives of
@@ -252,18 +254,22 @@ def to_image(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Imag
 def output_format(name: str) -> str:
     key = name.lower().lstrip(".")
     if key not in OUTPUT_FORMATS:
-        raise ImageError(f"unsupported output format {name!r} (use png, webp or jpeg)")
+        raise ImageError(f"unsupported output format {name!r} (use png, webp, jpeg or avif)")
     return OUTPUT_FORMATS[key]
 
 
-def write_image(im: Image.Image, fmt: str) -> bytes:
-    """Encode a decoded image: PNG and WebP losslessly, JPEG at quality 95 (alpha dropped)."""
+def write_image(im: Image.Image, fmt: str, quality: int | None = None) -> bytes:
+    """Encode a decoded image for delivery: PNG losslessly; WebP losslessly, or lossy at ``quality``;
+    JPEG at ``quality`` (default 95, alpha dropped); AVIF at ``quality`` (default 90, speed 6)."""
     fmt = output_format(fmt)
+    quality = DEFAULT_OUTPUT_QUALITY.get(fmt) if quality is None else quality
     buffer = io.BytesIO()
     if fmt == "JPEG":
-        im.convert("L" if im.mode in ("L", "LA") else "RGB").save(buffer, format="JPEG", quality=95)
+        im.convert("L" if im.mode in ("L", "LA") else "RGB").save(buffer, format="JPEG", quality=quality)
     elif fmt == "WEBP":
-        im.save(buffer, format="WEBP", lossless=True)
+        im.save(buffer, format="WEBP", **({"lossless": True} if quality is None else {"quality": quality, "method": 4}))
+    elif fmt == "AVIF":
+        im.save(buffer, format="AVIF", quality=quality, speed=6)
     else:
         im.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -56,9 +56,10 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0)
     redis_retry_s: float = Field(2.0, ge=0, description="after a Redis error, skip the cache this long before trying again")
 
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"], description="origins browsers may call the API from (comma-separated; * any; empty: no CORS)")
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Bearer keys for /compress and /decompress; empty = open")
 
-    @field_validator("api_keys", "warmup_batches", mode="before")
+    @field_validator("api_keys", "warmup_batches", "cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, value):
         if isinstance(value, str):
