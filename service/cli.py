@@ -52,7 +52,7 @@ def _progress(total: int | None, what: str):
 
 def cmd_compress(args: argparse.Namespace) -> None:
     codec = _codec(tile=args.tile, context=args.context)
-    planes = image_io.read_image(Path(args.input).read_bytes(), codec.max_pixels, args.frame)
+    planes = image_io.read_image(Path(args.input).read_bytes(), codec.max_pixels, args.frame, args.keep_icc)
     bar, update = _progress(None, "analysing")
     result = codec.compress(planes, model=args.model, quality=args.quality, target_bpp=args.target_bpp,
                             target_psnr=args.target_psnr, refine=args.refine, progress=update)
@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile size in pixels, a multiple of 64 (default {DEFAULT_TILE})")
     c.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
                    help=f"pixels of each neighbouring tile the transforms see; 0 = independent tiles (default {DEFAULT_CONTEXT})")
+    c.add_argument("--keep-icc", action="store_true",
+                   help="keep an RGB image's colour profile (coded in its own numbers, reattached on decode) instead of converting to sRGB")
     c.add_argument("--frame", type=int, metavar="K", help="code frame K (from 0) of an animated image, which is refused otherwise")
     c.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="encoder-side refinement: fewer bits for the same quality, slower encode (e.g. 40; default 0)")

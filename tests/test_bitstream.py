@@ -110,3 +110,22 @@ def test_mode_and_alpha_plane_go_together(mode, alpha):
     header = bitstream.Header(MODEL_ID, b"\x01" * 8, 3.25, 1000, 400, mode, 512, 4, 32)
     with pytest.raises(BitstreamError, match=f"mode {mode} with"):
         bitstream.parse(bitstream.pack(header, [b"abcd", b"efgh"], alpha=alpha))
+
+
+def test_an_icc_profile_rides_along_and_is_bounded():
+    profile = b"profile-bytes" * 10
+    data = bitstream.write(MODEL_ID, b"\x01" * 8, 3.0, 1000, 400, "RGBA", 512, 0, [b"a", b"b"], alpha=b"alpha", icc=profile)
+    h = bitstream.parse(data)
+    assert bitstream.icc_payload(data, h) == profile and bitstream.alpha_payload(data, h) == b"alpha"
+    assert bitstream.tile_payload(data, h, 1) == b"b"
+    with pytest.raises(BitstreamError, match="checksum"):
+        corrupted = bytearray(data)
+        corrupted[-3] ^= 1
+        bitstream.icc_payload(bytes(corrupted), bitstream.parse(bytes(corrupted)))
+    # A forged profile length over the bound, with a valid header checksum, is refused before reading it.
+    forged = bytearray(data)
+    size = h.header_size
+    struct.pack_into("<I", forged, size - 12, bitstream.MAX_ICC_BYTES + 1)
+    forged[size - 4 : size] = struct.pack("<I", zlib.crc32(bytes(forged[: size - 4])))
+    with pytest.raises(BitstreamError, match="ICC profile"):
+        bitstream.parse(bytes(forged))

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from service.codec import ImageError, LimitError
-from service.codec.image_io import RENDERING_INTENT, TRANSFORM_FLAGS, psnr, read_image, to_planes
+from service.codec import ImageError, LimitError, bitstream
+from service.codec.image_io import RENDERING_INTENT, TRANSFORM_FLAGS, psnr, read_image, to_planes, write_image
 from tests.conftest import DATA, png_bytes
 
 PROPHOTO = DATA / "prophoto-like.icc"
@@ -217,6 +217,31 @@ def test_prophoto_round_trip_keeps_the_srgb_rendering(codec, prophoto_crop):
         out = np.asarray(codec.decompress(codec.compress(data, quality=quality).data))
         assert psnr(rendering, out) > 30, (quality, psnr(rendering, out))
         assert psnr(rendering, out) > psnr(raw, out) + 5
+
+
+def test_a_kept_profile_travels_with_the_stream_and_the_decoded_image(codec, prophoto_crop, tmp_path):
+    raw, rendering, data = prophoto_crop
+    kept = codec.compress(data, quality=8, keep_icc=True)
+    converted = codec.compress(data, quality=8)
+    header = bitstream.parse(kept.data)
+    assert bitstream.icc_payload(kept.data, header) == PROPHOTO.read_bytes()
+    assert bitstream.icc_payload(converted.data, bitstream.parse(converted.data)) is None
+    image = codec.decompress(kept.data)
+    out = np.asarray(image)
+    assert image.info["icc_profile"] == PROPHOTO.read_bytes() and "icc_profile" not in codec.decompress(converted.data).info
+    assert psnr(raw, out) > 30 > psnr(rendering, out)  # its own numbers were coded, and are what comes back
+    for fmt in ("png", "webp", "jpeg", "avif"):  # and every delivery format carries the profile
+        with Image.open(io.BytesIO(write_image(image, fmt))) as delivered:
+            assert delivered.info.get("icc_profile") == PROPHOTO.read_bytes(), fmt
+    assert codec.decompress(kept.data, region=(10, 20, 30, 40)).info["icc_profile"] == PROPHOTO.read_bytes()
+
+
+def test_kept_profiles_only_for_rgb_profiles_on_rgb_pixels():
+    image = Image.fromarray(np.repeat(SATURATED, 8, axis=0))
+    assert read(saved(image, icc_profile=PROPHOTO.read_bytes()), keep_icc=True).icc == PROPHOTO.read_bytes()
+    gray = Image.fromarray(np.full((8, 8), 100, np.uint8), "L")
+    assert read(saved(gray, icc_profile=GRAY_LINEAR.read_bytes()), keep_icc=True).icc is None  # grey: converted as usual
+    assert read(saved(image), keep_icc=True).icc is None  # no profile: sRGB
 
 
 def test_alpha_is_kept_through_colour_conversion():

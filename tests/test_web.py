@@ -3,6 +3,7 @@ q-values, delivery formats and quality, request ids, file names, and one frame o
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import httpx
 import pytest
@@ -90,3 +91,15 @@ def test_one_frame_of_an_animation(client):
     image = Image.open(io.BytesIO(client.post("/decompress", content=stream.content, headers=LIC).content)).convert("RGB")
     r, g, _ = image.getpixel((32, 24))
     assert g > 100 and r < 40
+
+
+def test_a_colour_profile_is_kept_on_request(client):
+    profile = (Path(__file__).parent / "data" / "prophoto-like.icc").read_bytes()
+    buffer = io.BytesIO()
+    Image.fromarray(noisy_image(64, 96)).save(buffer, "PNG", icc_profile=profile)
+    for icc, expected in (("keep", profile), ("convert", None)):
+        stream = client.post("/compress", content=buffer.getvalue(), headers=PNG, params={"icc": icc, "quality": 6})
+        assert stream.status_code == 200, stream.text
+        decoded = client.post("/decompress", content=stream.content, headers={**LIC, "Accept": "image/webp"})
+        with Image.open(io.BytesIO(decoded.content)) as image:
+            assert image.info.get("icc_profile") == expected

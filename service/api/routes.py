@@ -142,6 +142,9 @@ async def compress(
                         "quality, each step costing about 1.4 decodes of the image (0: one-pass encoder)"),
     frame: int | None = Query(None, ge=0, le=MAX_FRAME, description="which frame of an animated image to code "
                               "(from 0); an animated image without it is refused with 422"),
+    icc: str = Query("convert", pattern="^(convert|keep)$", description="an embedded colour profile: convert the "
+                     "image to sRGB (default), or keep an RGB profile: code the image's own numbers and return the "
+                     "profile with the decoded image"),
 ):
     """Compress an image sent as the raw body (``Content-Type: image/...``) or as multipart field ``file``."""
     state = _state(request)
@@ -155,7 +158,7 @@ async def compress(
         raise ModelError(f"unknown model {model!r} (available: {', '.join(state.packages)})")
     body = await image_from_request(request, settings.max_body_bytes)
     metrics.bytes_in.labels("compress").inc(len(body))
-    planes = await asyncio.to_thread(image_io.read_image, body, settings.max_pixels, frame)
+    planes = await asyncio.to_thread(image_io.read_image, body, settings.max_pixels, frame, icc == "keep")
     height, width = planes.rgb.shape[:2]
     tile = tile or settings.tile
     grid = TileGrid(width, height, tile)

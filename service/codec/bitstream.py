@@ -3,7 +3,8 @@
     offset  size  field
     0       4     magic b"\\x89LIC"
     4       1     format version (2)
-    5       1     flags: bit 0 = alpha plane present (exactly for modes LA and RGBA)
+    5       1     flags: bit 0 = alpha plane present (exactly for modes LA and RGBA); bit 1 = an ICC
+                  profile follows (the pixels are in its colour space; without it they are sRGB)
     6       1     length L of the model id, then L bytes of UTF-8 model id
     .       8     model fingerprint (first 8 bytes of the package's sha256 fingerprint)
     .       2     quality x 1000 (1000..8000)
@@ -15,9 +16,11 @@
                   of 16, at most 64; version 2 only, version 1 files have no such byte and mean 0)
     .       8n    per tile, raster order: payload length u32, CRC-32 of the payload u32
     .       8     if alpha: alpha length u32, CRC-32 u32
+    .       8     if ICC: profile length u32 (1 B .. 1 MiB), CRC-32 u32
     .       4     CRC-32 of every header byte above
     then the n tile payloads (constriction ANS words, little-endian u32) back to back, then the alpha
-    plane (a PNG of the 8-bit alpha, lossless).
+    plane (a PNG of the 8-bit alpha, lossless), then the ICC profile. Readers before the ICC flag
+    refuse such a file ("unknown .lic flags 0x2"); every other file is unchanged.
 
 The header's CRC and each payload's CRC make truncation and corruption detectable before any
 decoding; per-tile lengths let any tile be located and decoded alone.
@@ -34,13 +37,14 @@ import zlib
 from dataclasses import dataclass, field
 
 from service.codec.errors import BitstreamError
-from service.codec.limits import CONTEXT_MULTIPLE, MAX_CONTEXT, QUALITY_MAX, QUALITY_MIN, QUALITY_SCALE, TILE_MAX, TILE_MULTIPLE
+from service.codec.limits import CONTEXT_MULTIPLE, MAX_CONTEXT, MAX_ICC_BYTES, QUALITY_MAX, QUALITY_MIN, QUALITY_SCALE, TILE_MAX, TILE_MULTIPLE
 from service.codec.tiles import TileGrid
 
 MAGIC = b"\x89LIC"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 FLAG_ALPHA = 1
+FLAG_ICC = 2
 MODES = ("L", "LA", "RGB", "RGBA")
 MAX_DIMENSION = 1 << 20
 MAX_DEBLOCK = 8  # px; writers use at most 4 (default_deblock)
@@ -59,6 +63,7 @@ class Header:
     context: int = 0
     tile_entries: list[tuple[int, int]] = field(default_factory=list)  # (length, crc)
     alpha_entry: tuple[int, int] | None = None
+    icc_entry: tuple[int, int] | None = None
     header_size: int = 0
     offsets: list[int] = field(default_factory=list, repr=False, compare=False)  # set by parse: where each payload starts, then the alpha plane
 
@@ -73,8 +78,8 @@ class Header:
 
     @property
     def total_size(self) -> int:
-        alpha = self.alpha_entry[0] if self.alpha_entry else 0
-        return self.header_size + sum(length for length, _ in self.tile_entries) + alpha
+        extras = sum(entry[0] for entry in (self.alpha_entry, self.icc_entry) if entry)
+        return self.header_size + sum(length for length, _ in self.tile_entries) + extras
 
 
 def _quality_code(quality: float) -> int:
@@ -95,30 +100,34 @@ def default_deblock(quality: float, context: int) -> int:
 
 
 def write(model_id: str, fingerprint: bytes, quality: float, width: int, height: int, mode: str, tile: int, context: int,
-          payloads: list[bytes], alpha: bytes | None = None, deblock: int | None = None) -> bytes:
+          payloads: list[bytes], alpha: bytes | None = None, deblock: int | None = None, icc: bytes | None = None) -> bytes:
     """A whole .lic file. ``quality`` must be a ``coded_quality`` (the one the payloads were coded at);
     ``deblock`` defaults to ``default_deblock``."""
     if quality != coded_quality(quality):
         raise ValueError(f"quality {quality} is not one the container can hold; code at coded_quality({quality})")
     deblock = default_deblock(quality, context) if deblock is None else deblock
-    return pack(Header(model_id, fingerprint, quality, width, height, mode, tile, deblock, context), payloads, alpha)
+    return pack(Header(model_id, fingerprint, quality, width, height, mode, tile, deblock, context), payloads, alpha, icc)
 
 
-def pack(header: Header, payloads: list[bytes], alpha: bytes | None) -> bytes:
+def pack(header: Header, payloads: list[bytes], alpha: bytes | None, icc: bytes | None = None) -> bytes:
     if len(payloads) != header.grid.count:
         raise ValueError(f"{len(payloads)} payloads for a grid of {header.grid.count} tiles")
+    if icc is not None and not 0 < len(icc) <= MAX_ICC_BYTES:
+        raise ValueError(f"an ICC profile of {len(icc)} bytes cannot be kept (1 to {MAX_ICC_BYTES} bytes)")
     model = header.model_id.encode()
+    flags = (FLAG_ALPHA if alpha is not None else 0) | (FLAG_ICC if icc is not None else 0)
     out = bytearray(MAGIC)
-    out += struct.pack("<BBB", VERSION, FLAG_ALPHA if alpha is not None else 0, len(model)) + model
+    out += struct.pack("<BBB", VERSION, flags, len(model)) + model
     out += header.fingerprint
     out += struct.pack("<HIIBHBB", _quality_code(header.quality), header.width, header.height, MODES.index(header.mode),
                        header.tile, header.deblock, header.context)
     for payload in payloads:
         out += struct.pack("<II", len(payload), zlib.crc32(payload))
-    if alpha is not None:
-        out += struct.pack("<II", len(alpha), zlib.crc32(alpha))
+    for extra in (alpha, icc):
+        if extra is not None:
+            out += struct.pack("<II", len(extra), zlib.crc32(extra))
     out += struct.pack("<I", zlib.crc32(out))
-    return bytes(out) + b"".join(payloads) + (alpha or b"")
+    return bytes(out) + b"".join(payloads) + (alpha or b"") + (icc or b"")
 
 
 class _Reader:
@@ -149,7 +158,7 @@ def parse(data: bytes, check_payloads: bool = True) -> Header:
     version, flags, model_len = r.take("<BBB")
     if version not in READABLE_VERSIONS:
         raise BitstreamError(f"unsupported .lic format version {version} (this build reads versions 1 and 2)")
-    if flags & ~FLAG_ALPHA:
+    if flags & ~(FLAG_ALPHA | FLAG_ICC):
         raise BitstreamError(f"unknown .lic flags {flags:#x}")
     try:
         model_id = r.bytes(model_len).decode()
@@ -176,6 +185,10 @@ def parse(data: bytes, check_payloads: bool = True) -> Header:
     header.tile_entries = [r.take("<II") for _ in range(n)]
     if flags & FLAG_ALPHA:
         header.alpha_entry = r.take("<II")
+    if flags & FLAG_ICC:
+        header.icc_entry = r.take("<II")
+        if not 0 < header.icc_entry[0] <= MAX_ICC_BYTES:
+            raise BitstreamError(f"corrupted .lic header (an ICC profile of {header.icc_entry[0]} bytes)")
     (crc,) = r.take("<I")
     if crc != zlib.crc32(data[: r.pos - 4]):
         raise BitstreamError("corrupted .lic header (checksum mismatch)")
@@ -213,3 +226,11 @@ def alpha_payload(data: bytes, header: Header) -> bytes | None:
     if header.alpha_entry is None:
         return None
     return _checked(data, header.tile_offset(len(header.tile_entries)), header.alpha_entry, "alpha plane")
+
+
+def icc_payload(data: bytes, header: Header) -> bytes | None:
+    """The ICC profile kept with the image (its pixels are in that colour space), or None (sRGB)."""
+    if header.icc_entry is None:
+        return None
+    offset = header.tile_offset(len(header.tile_entries)) + (header.alpha_entry[0] if header.alpha_entry else 0)
+    return _checked(data, offset, header.icc_entry, "ICC profile")

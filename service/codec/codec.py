@@ -88,6 +88,7 @@ class _Analysis:
     groups: list[tuple[TileView, list[int]]]  # same-view chunks of tile indices
     y: list[np.ndarray]  # per chunk, unscaled latents
     alpha: bytes | None
+    icc: bytes | None  # a kept profile: the pixels' colour space
 
 
 @dataclass
@@ -135,11 +136,13 @@ class Codec:
         refine: int = 0,
         progress: Progress | None = None,
         checkpoint: Callable[[], None] = lambda: None,
+        keep_icc: bool = False,
     ) -> CompressResult:
         """One of ``quality`` (default 4), ``target_bpp`` or ``target_psnr``. ``refine``: gradient steps of
         encoder-side latent refinement (``service.codec.refine``), 0 for the one-pass encoder.
         ``checkpoint`` runs before every coding pass and refinement step; it raises (``Stopped``) to end
-        the work early, e.g. at a deadline."""
+        the work early, e.g. at a deadline. ``keep_icc``: code an RGB image in its own profile and keep the
+        profile in the container (``image_io.read_image``), instead of converting it to sRGB."""
         if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
             raise ValueError("give one of quality, target_bpp, target_psnr")
         check_refine(refine)
@@ -147,7 +150,7 @@ class Codec:
             check_quality(quality)
         started = time.perf_counter()
         analysis = self._analyze(source, model, check_tile(tile or self.tile), self.context if context is None else context,
-                                 refine > 0, progress)
+                                 refine > 0, progress, keep_icc)
         analysed = time.perf_counter()
         encode_at = partial(self._code, analysis, refine, deblock_radius, checkpoint)
         if target_bpp is not None:
@@ -160,10 +163,12 @@ class Codec:
         coded.result.timings = {"analysis": analysed - started, "encode": done - analysed, "total": done - started}
         return coded.result
 
-    def _analyze(self, source, model: str, tile: int, context: int, refinable: bool, progress: Progress | None) -> _Analysis:
+    def _analyze(self, source, model: str, tile: int, context: int, refinable: bool, progress: Progress | None,
+                 keep_icc: bool) -> _Analysis:
         """Read and check the image, then g_a over every tile's window."""
         planes = source if isinstance(source, image_io.Planes) else (
-            image_io.to_planes(source) if isinstance(source, Image.Image) else image_io.read_image(source, self.max_pixels)
+            image_io.to_planes(source, keep_icc) if isinstance(source, Image.Image)
+            else image_io.read_image(source, self.max_pixels, keep_icc=keep_icc)
         )
         height, width = planes.rgb.shape[:2]
         if width * height > self.max_pixels:
@@ -182,7 +187,7 @@ class Codec:
             if progress:
                 progress(len(chunk))
         alpha = image_io.encode_alpha(planes.alpha) if planes.alpha is not None else None
-        return _Analysis(model, coder, planes, grid, context, groups, y, alpha)
+        return _Analysis(model, coder, planes, grid, context, groups, y, alpha, planes.icc)
 
     def _code(self, a: _Analysis, refine: int, deblock_radius: int | None, checkpoint: Callable[[], None], quality: float) -> _Coded:
         """The analysed image coded at one quality (the one the container holds)."""
@@ -199,7 +204,7 @@ class Codec:
             for i, payload in zip(chunk, chunk_payloads):
                 payloads[i] = payload
         data = bitstream.write(a.model, a.coder.package.fingerprint, q, a.grid.width, a.grid.height, a.planes.mode, a.grid.tile,
-                               a.context, payloads, a.alpha, deblock_radius)
+                               a.context, payloads, a.alpha, deblock_radius, a.icc)
         return _Coded(CompressResult(data, a.model, q, a.grid.width, a.grid.height, a.grid.count), latents)
 
     def _measure_psnr(self, a: _Analysis, coded: _Coded) -> float:

@@ -77,13 +77,13 @@ import io
 import math
 import operator
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from service.codec.errors import BitstreamError, ImageError, LimitError
-from service.codec.limits import MAX_FRAME
+from service.codec.limits import MAX_FRAME, MAX_ICC_BYTES
 
 Image.MAX_IMAGE_PIXELS = None  # we enforce our own, configurable limit below
 OUTPUT_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "avif": "AVIF"}
@@ -103,14 +103,19 @@ class Planes:
     rgb: np.ndarray  # (H, W, 3) uint8
     alpha: np.ndarray | None  # (H, W) uint8
     mode: str  # what decoding returns: L, LA, RGB or RGBA
+    icc: bytes | None = None  # the colour space of ``rgb`` when an RGB profile is kept (keep_icc); None: sRGB
 
 
 # What Pillow raises on broken or hostile image data (a broken PNG chunk is a SyntaxError).
 PILLOW_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-def read_image(source: bytes | str, max_pixels: int, frame: int | None = None) -> Planes:
+def read_image(source: bytes | str, max_pixels: int, frame: int | None = None, keep_icc: bool = False) -> Planes:
     """The image in ``source`` (bytes or a path) as 8-bit sRGB planes (module docstring).
+
+    ``keep_icc``: an RGB image with an RGB profile (at most ``bitstream.MAX_ICC_BYTES``) keeps its own
+    numbers and the profile (``Planes.icc``), which the container stores and decoding reattaches, for
+    colour-managed viewers; every other image is converted to sRGB as usual.
 
     ``frame``: which frame of an animated or multi-frame image to code, 0-based. Without it such an image is
     refused (``ImageError``), except an MPO JPEG or a layered PSD, whose frame 0 is the picture. A frame out
@@ -134,7 +139,7 @@ def read_image(source: bytes | str, max_pixels: int, frame: int | None = None) -
         raise ImageError(f"cannot read image: {exc}") from exc
     if icc:
         im.info["icc_profile"] = icc
-    return to_planes(im)
+    return to_planes(im, keep_icc)
 
 
 def check_pixels(im: Image.Image, max_pixels: int) -> None:
@@ -159,9 +164,10 @@ def select_frame(im: Image.Image, frame: int | None) -> None:
         im.seek(frame)
 
 
-def to_planes(im: Image.Image) -> Planes:
+def to_planes(im: Image.Image, keep_icc: bool = False) -> Planes:
     """A decoded Pillow image (its current frame) as 8-bit sRGB planes: the mode table in the module
-    docstring, with the embedded profile in ``im.info["icc_profile"]`` converted to sRGB."""
+    docstring, with the embedded profile in ``im.info["icc_profile"]`` converted to sRGB, or, with
+    ``keep_icc`` and an RGB profile on RGB pixels, kept (``read_image``)."""
     profile = embedded_profile(im.info.get("icc_profile"))
     if im.mode == "LAB":
         rgb = cms_to_srgb(im, ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")), "LAB")
@@ -188,6 +194,8 @@ def to_planes(im: Image.Image) -> Planes:
         converted = cms_to_srgb(colour, profile, "L") if colour_space(profile) == "GRAY" else None
         gray = np.asarray(colour) if converted is None else np.asarray(converted).mean(axis=2).round().astype(np.uint8)
         return Planes(np.repeat(gray[..., None], 3, axis=2), alpha, "LA" if alpha is not None else "L")
+    if keep_icc and colour_space(profile) == "RGB" and len(im.info["icc_profile"]) <= MAX_ICC_BYTES:
+        return replace(rgb_planes(colour, alpha), icc=im.info["icc_profile"])
     converted = cms_to_srgb(colour, profile, "RGB") if colour_space(profile) == "RGB" else None
     return rgb_planes(converted if converted is not None else colour, alpha)
 
@@ -240,7 +248,8 @@ def decode_alpha(data: bytes, shape: tuple[int, int]) -> np.ndarray:
         raise BitstreamError(f"corrupted .lic data: alpha plane unreadable ({exc})") from exc
 
 
-def to_image(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Image:
+def to_image(rgb: np.ndarray, alpha: np.ndarray | None, mode: str, icc: bytes | None = None) -> Image.Image:
+    """Decoded planes as a Pillow image in ``mode``, carrying ``icc`` (a kept profile) for the writers."""
     if mode in ("L", "LA"):
         gray = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)
         im = Image.fromarray(gray, "L")
@@ -248,6 +257,8 @@ def to_image(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Imag
         im = Image.fromarray(rgb, "RGB")
     if alpha is not None:
         im.putalpha(Image.fromarray(alpha, "L"))
+    if icc:
+        im.info["icc_profile"] = icc
     return im
 
 
@@ -263,15 +274,16 @@ def write_image(im: Image.Image, fmt: str, quality: int | None = None) -> bytes:
     JPEG at ``quality`` (default 95, alpha dropped); AVIF at ``quality`` (default 90, speed 6)."""
     fmt = output_format(fmt)
     quality = DEFAULT_OUTPUT_QUALITY.get(fmt) if quality is None else quality
+    icc = {"icc_profile": im.info["icc_profile"]} if im.info.get("icc_profile") else {}  # a kept profile goes along
     buffer = io.BytesIO()
     if fmt == "JPEG":
-        im.convert("L" if im.mode in ("L", "LA") else "RGB").save(buffer, format="JPEG", quality=quality)
+        im.convert("L" if im.mode in ("L", "LA") else "RGB").save(buffer, format="JPEG", quality=quality, **icc)
     elif fmt == "WEBP":
-        im.save(buffer, format="WEBP", **({"lossless": True} if quality is None else {"quality": quality, "method": 4}))
+        im.save(buffer, format="WEBP", **({"lossless": True} if quality is None else {"quality": quality, "method": 4}), **icc)
     elif fmt == "AVIF":
-        im.save(buffer, format="AVIF", quality=quality, speed=6)
+        im.save(buffer, format="AVIF", quality=quality, speed=6, **icc)
     else:
-        im.save(buffer, format="PNG")
+        im.save(buffer, format="PNG", **icc)
     return buffer.getvalue()
 
 

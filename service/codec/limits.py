@@ -14,6 +14,7 @@ DEFAULT_CONTEXT = 32  # px of each neighbour the transforms see: seams as if cod
 
 MAX_REFINE = 200  # encoder-side refinement steps
 MAX_FRAME = 255  # of an animated input: reaching frame K decodes the K before it
+MAX_ICC_BYTES = 1 << 20  # an ICC profile kept with an image (photos' are 0.5-60 KB)
 RATE_TOLERANCE = 0.01  # rate control stops within 1% of a bpp target
 PSNR_TOLERANCE = 0.05  # dB, for a PSNR target
 

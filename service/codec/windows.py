@@ -96,12 +96,12 @@ def assemble_rgb(grid: TileGrid, radius: int, plan: RegionPlan, tiles: dict[int,
 
 
 def assemble(data: bytes, header: bitstream.Header, plan: RegionPlan, tiles: dict[int, np.ndarray]) -> Image.Image:
-    """The decoded region as a PIL image in the bitstream's mode, alpha included."""
+    """The decoded region as a PIL image in the bitstream's mode, alpha and a kept ICC profile included."""
     rgb = assemble_rgb(header.grid, header.deblock, plan, tiles)
     x, y, w, h = plan.region
     alpha_data = bitstream.alpha_payload(data, header)
     alpha = image_io.decode_alpha(alpha_data, (header.height, header.width))[y : y + h, x : x + w] if alpha_data else None
-    return image_io.to_image(rgb, alpha, header.mode)
+    return image_io.to_image(rgb, alpha, header.mode, bitstream.icc_payload(data, header))
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

@@ -161,7 +161,9 @@ class Engine:
                                          self._batch_limits(package, views))
         alpha = await asyncio.to_thread(image_io.encode_alpha, planes.alpha) if planes.alpha is not None else None
         payloads = [encoded[i] for i in range(grid.count)]
-        return bitstream.write(model, package.fingerprint, q, grid.width, grid.height, planes.mode, grid.tile, context, payloads, alpha), q, None
+        data = bitstream.write(model, package.fingerprint, q, grid.width, grid.height, planes.mode, grid.tile, context, payloads, alpha,
+                               icc=planes.icc)
+        return data, q, None
 
     async def _compress_image(self, model: str, package: ModelPackage, planes: Planes, grid: TileGrid, quality: float | None, target_bpp: float | None,
                               target_psnr: float | None, refine: int) -> tuple[bytes, float, float | None]:
