@@ -19,7 +19,7 @@ LIC = {"Content-Type": "application/vnd.lic"}
 
 @pytest.fixture(scope="module")
 def service():
-    process = ServiceProcess(LIC_API_KEYS="k").start()
+    process = ServiceProcess(LIC_API_KEYS="k", LIC_CORS_ORIGINS="*").start()
     yield process
     process.stop()
 
@@ -103,3 +103,30 @@ def test_a_colour_profile_is_kept_on_request(client):
         decoded = client.post("/decompress", content=stream.content, headers={**LIC, "Accept": "image/webp"})
         with Image.open(io.BytesIO(decoded.content)) as image:
             assert image.info.get("icc_profile") == expected
+
+
+def test_etag_304_cache_control_and_fit_within(client, stream):
+    first = client.post("/decompress", content=stream, headers={**LIC, "Accept": "image/png"}, params={"width": 64})
+    assert first.status_code == 200 and first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    with Image.open(io.BytesIO(first.content)) as image:
+        assert image.size == (64, 48)  # 128x96 fitted within width 64, aspect kept
+    etag = first.headers["etag"]
+    again = client.post("/decompress", content=stream, headers={**LIC, "Accept": "image/png", "If-None-Match": etag}, params={"width": 64})
+    assert again.status_code == 304 and again.headers["etag"] == etag and not again.content
+    other = client.post("/decompress", content=stream, headers={**LIC, "Accept": "image/png", "If-None-Match": etag}, params={"width": 32})
+    assert other.status_code == 200 and other.headers["etag"] != etag  # other parameters, another output
+    bigger = client.post("/decompress", content=stream, headers=LIC, params={"width": 1000, "height": 1000})
+    assert Image.open(io.BytesIO(bigger.content)).size == (128, 96)  # never enlarged
+
+
+def test_cors_is_off_unless_configured():
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.core.config import Settings
+
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    closed = TestClient(create_app(Settings())).options("/compress", headers=preflight)  # routing only: no workers needed
+    assert "access-control-allow-origin" not in closed.headers
+    opened = TestClient(create_app(Settings(cors_origins=["https://app.example"]))).options("/compress", headers=preflight)
+    assert opened.status_code == 200 and opened.headers["access-control-allow-origin"] == "https://app.example"

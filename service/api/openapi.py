@@ -82,7 +82,11 @@ DECOMPRESS = {
             "X-LIC-Model": _header("model id"), "X-LIC-Width": _header("pixels", "integer"),
             "X-LIC-Height": _header("pixels", "integer"), "X-LIC-Tiles-Decoded": _header("tiles decoded", "integer"),
             "Vary": _header("Accept: the format follows it when no format is given"),
+            "ETag": _header("strong: the bitstream's hash, the model's fingerprint and the output parameters"),
+            "Cache-Control": _header("LIC_CACHE_CONTROL (immutable by default)"),
             "Content-Disposition": _header("inline; filename=image.<ext>")}},
+        304: {"description": "If-None-Match named this output's ETag: not decoded again", "headers": {
+            "ETag": _header("the output's ETag"), "Cache-Control": _header("as for 200")}},
         **problems(400, 401, 403, 406, 408, 413, 415, 422, 503),
     },
     "openapi_extra": {"requestBody": {"required": True, "description": "the .lic bitstream",

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
+import json
 import time
 from typing import Annotated
 
@@ -14,6 +16,7 @@ from starlette.requests import Request as StarletteRequest
 
 from service.api.openapi import COMPRESS, DECOMPRESS, LIC_MEDIA_TYPE
 from service.codec import bitstream, image_io
+from service.codec.bitstream import MAX_DIMENSION
 from service.codec.codec import check_model
 from service.codec.errors import LimitError, ModelError, Stopped
 from service.codec.limits import DEFAULT_QUALITY, MAX_FRAME, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
@@ -236,6 +239,8 @@ async def decompress(
                                        "(default: webp lossless, jpeg 95, avif 90; png is always lossless)"),
     region: str | None = Query(None, pattern="^[0-9]+,[0-9]+,[0-9]+,[0-9]+$",
                                description="x,y,w,h: decode only the tiles this region needs"),
+    width: int | None = Query(None, ge=1, le=MAX_DIMENSION, description="fit the output within this width (downscale only, Lanczos)"),
+    height: int | None = Query(None, ge=1, le=MAX_DIMENSION, description="fit the output within this height (downscale only, Lanczos)"),
 ):
     """Decompress a .lic bitstream sent as the raw body."""
     state = _state(request)
@@ -251,22 +256,29 @@ async def decompress(
     package = state.packages.get(header.model_id)
     check_model(header, package)
     plan: RegionPlan = plan_region(header, box)
-    width, height = plan.region[2], plan.region[3]
-    if width * height > settings.max_pixels:
-        raise LimitError(f"output of {width}x{height} pixels exceeds the limit of {settings.max_pixels}")
+    region_width, region_height = plan.region[2], plan.region[3]
+    if region_width * region_height > settings.max_pixels:
+        raise LimitError(f"output of {region_width}x{region_height} pixels exceeds the limit of {settings.max_pixels}")
     if len(plan.tiles) > settings.max_tiles:
         raise LimitError(f"{len(plan.tiles)} tiles exceed the limit of {settings.max_tiles}")
+    # The output depends only on the bitstream, the model's weights and these parameters: a strong ETag.
+    identity = json.dumps([hashlib.sha256(data).hexdigest(), package.manifest.fingerprint, fmt, output_quality, plan.region, width, height])
+    caching = {"ETag": f'"{hashlib.sha256(identity.encode()).hexdigest()[:32]}"', "Cache-Control": settings.cache_control, "Vary": "Accept"}
+    if caching["ETag"] in (tag.strip() for tag in request.headers.get("if-none-match", "").split(",")):
+        return Response(status_code=304, headers=caching)
 
     async def work():
         tiles = await engine.decode(data, header, package, plan)
         image = await asyncio.to_thread(assemble, data, header, plan, tiles)
-        return await asyncio.to_thread(image_io.write_image, image, fmt, output_quality)
+        if width or height:
+            image = await asyncio.to_thread(image_io.fit_within, image, width, height)
+        return image.size, await asyncio.to_thread(image_io.write_image, image, fmt, output_quality)
 
-    encoded = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
-    metrics.pixels.labels("decompress").inc(width * height)
+    (out_width, out_height), encoded = await until_done_or_disconnect(request, work(), settings.request_timeout_s)
+    metrics.pixels.labels("decompress").inc(region_width * region_height)
     metrics.bytes_out.labels("decompress").inc(len(encoded))
-    headers = {"X-LIC-Model": header.model_id, "X-LIC-Width": str(width), "X-LIC-Height": str(height), "X-LIC-Tiles-Decoded": str(len(plan.tiles)),
-               "Vary": "Accept", "Content-Disposition": f'inline; filename="image.{fmt.lower()}"'}
+    headers = {"X-LIC-Model": header.model_id, "X-LIC-Width": str(out_width), "X-LIC-Height": str(out_height), "X-LIC-Tiles-Decoded": str(len(plan.tiles)),
+               "Content-Disposition": f'inline; filename="image.{fmt.lower()}"', **caching}
     return binary_response(encoded, image_io.MEDIA_TYPES[fmt], headers)
 
 

@@ -262,6 +262,17 @@ def to_image(rgb: np.ndarray, alpha: np.ndarray | None, mode: str, icc: bytes | 
     return im
 
 
+def fit_within(im: Image.Image, width: int | None, height: int | None) -> Image.Image:
+    """``im`` downscaled (Lanczos, aspect kept, never enlarged) to fit ``width`` x ``height``; either may be None."""
+    scale = min(1.0, (width or im.width) / im.width, (height or im.height) / im.height)
+    if scale == 1.0:
+        return im
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    resized = im.resize(size, Image.Resampling.LANCZOS)
+    resized.info.update(im.info)  # a kept ICC profile stays with the pixels
+    return resized
+
+
 def output_format(name: str) -> str:
     key = name.lower().lstrip(".")
     if key not in OUTPUT_FORMATS:

@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0)
     redis_retry_s: float = Field(2.0, ge=0, description="after a Redis error, skip the cache this long before trying again")
 
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"], description="origins browsers may call the API from (comma-separated; * any; empty: no CORS)")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="origins browsers may call the API from (comma-separated; * any; empty, the default: no CORS)")
+    cache_control: str = Field("public, max-age=31536000, immutable", description="Cache-Control of /decompress responses: the output depends only on the input")
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Bearer keys for /compress and /decompress; empty = open")
 
     @field_validator("api_keys", "warmup_batches", "cors_origins", mode="before")
