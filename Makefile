@@ -26,11 +26,12 @@ run: $(VENV)/.runtime
 	$(VENV)/bin/lic roundtrip tests/data/kodim01.png --quality 2 6
 	$(VENV)/bin/lic serve --port $${LIC_PORT:-8000}
 
-# Tests start their own redis-server and prometheus on free ports; Debian's packages are installed if missing.
+# Tests start their own redis-server and prometheus on free ports, and drive the page and /docs in headless
+# Chromium through chromedriver; Debian's packages are installed if missing. Each entry: binary[:package].
 # (The deploy checks also use kubectl's built-in kustomize.)
-SERVERS := redis-server prometheus
+SERVERS := redis-server prometheus chromium chromedriver:chromium-driver
 test: $(VENV)/.test
-	@missing=""; for b in $(SERVERS); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	@missing=""; for b in $(SERVERS); do command -v $${b%%:*} >/dev/null || missing="$$missing $${b##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get install -y -qq $$missing || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; }; fi
 	$(PY) -m pytest

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
-from service.api import openapi
+from service.api import openapi, pages
 from service.api.routes import router
 from service.codec.limits import check_context
 from service.codec.zoo import available_models, load_model
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.draining = True
         await app.state.engine.stop()
 
-    app = FastAPI(title="lic", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="lic", version="0.1.0", lifespan=lifespan, docs_url=None,  # /docs: pages.py, from local assets
                   description="Learned image compression: POST an image to /compress, a .lic bitstream to /decompress.")
     app.state.settings, app.state.metrics, app.state.draining = settings, metrics, False
     app.state.engine = Engine(settings, metrics)
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     openapi.install(app)
     app.include_router(router)
+    pages.install(app)
     if settings.cors_origins:  # outermost: preflights are answered before anything else runs
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
