@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -102,14 +103,18 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    zoo = Settings().model_dir
-    for model_id in available_models(zoo):
+    settings = Settings()
+    zoo, found = settings.model_dir, available_models(settings.model_dir)
+    # Where they are looked up: LIC_MODEL_DIR, else the zoo beside the package (the repository's, or the wheel's).
+    print(f"models in {zoo} ({'LIC_MODEL_DIR' if 'LIC_MODEL_DIR' in os.environ else 'the shipped zoo; LIC_MODEL_DIR overrides'}): "
+          f"{len(found) or 'none'}")
+    for model_id in found:
         package = load_model(model_id, zoo)
         if args.verify:
             package.verify()
         m = package.manifest
         widths = ",".join(f"{k}={v}" for k, v in m.widths.items())
-        print(f"{model_id}{' (default)' if model_id == DEFAULT_MODEL else ''}: {m.architecture} [{widths}] "
+        print(f"{model_id}{' (default)' if model_id == settings.default_model else ''}: {m.architecture} [{widths}] "
               f"qualities {m.qualities.min}..{m.qualities.max}, {m.training.steps} steps"
               + (f" after {steps} warm-start steps" if (steps := (m.training.warm_start or {}).get("steps")) else ""))
         for row in m.kodak:
