@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,7 +53,6 @@ class WorkerPool:
         self._job_ids = itertools.count(1)
         self.lanes = {"tiles": _Lane("tiles", settings.workers, self._spawn),
                       "images": _Lane("images", settings.image_workers, self._spawn)}
-        self.recoveries: list[float] = []  # seconds from a worker's death to its lane being warm again
         self._recovering: set[asyncio.Task] = set()
 
     def _spawn(self, size: int) -> ProcessPoolExecutor:
@@ -82,8 +80,9 @@ class WorkerPool:
             seen.update(pings)
         lane.devices, lane.warm = list(seen.values()), True
 
-    async def run(self, fn: Callable[..., Any], *args: Any, lane: str = "tiles") -> Any:
-        return await self._submit(self.lanes[lane], fn, *args)
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the tile lane."""
+        return await self._submit(self.lanes["tiles"], fn, *args)
 
     async def run_job(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A whole-image job on the image lane: ``fn(job_id, *args)``; cancelled in the worker as well
@@ -116,12 +115,8 @@ class WorkerPool:
     def _replace(self, lane: _Lane) -> None:
         lane.executor.shutdown(wait=False, cancel_futures=True)
         lane.start()
-        self._recovering.add(task := asyncio.create_task(self._recover(lane, time.monotonic())))
+        self._recovering.add(task := asyncio.create_task(self._warm(lane)))
         task.add_done_callback(self._recovering.discard)
-
-    async def _recover(self, lane: _Lane, since: float) -> None:
-        await self._warm(lane)
-        self.recoveries.append(time.monotonic() - since)
 
     def close(self) -> None:
         for lane in self.lanes.values():
