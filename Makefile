@@ -6,7 +6,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test clean
+.PHONY: run test clean image image-test
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,20 @@ test: $(VENV)/.test
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get install -y -qq $$missing || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; }; fi
 	$(PY) -m pytest
+
+# The CPU image (lic:cpu), built where containers reach Debian's mirror but no registry or package index:
+# starts dockerd if `docker info` fails, makes a debootstrap base, fills deploy/wheelhouse on the host and
+# installs from it, hash-checked against deploy/requirements.lock. See deploy/README.md.
+image:
+	deploy/build-image.sh cpu
+
+# Runs lic:cpu as the CPU overlay's Deployment would, beside a Redis image built the same way; writes
+# benchmarks/image_test.json (image size, peak memory, statuses, drain). Not part of `make test`: it needs
+# the Docker engine and a few minutes.
+image-test: image $(VENV)/.runtime
+	deploy/build-image.sh redis
+	$(PY) -c 'import yaml' 2>/dev/null || $(PIP) 'pyyaml>=6'
+	$(PY) deploy/image_test.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
