@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -49,6 +48,8 @@ def photo_12mp() -> bytes:
 
 
 def measure(arena: str, uploads: int, big: bytes) -> dict:
+    import httpx  # (the test extra; deploy/image_test.py imports photo_12mp from here with run-time packages only)
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

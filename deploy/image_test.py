@@ -55,6 +55,8 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.service_memory import photo_12mp  # noqa: E402  the same 12 MP image as the service measurement
 KODIM01 = ROOT / "tests" / "data" / "kodim01.png"
 OVERLAY = ROOT / "deploy" / "k8s" / "overlays" / "cpu"
 MIB = 2**20
@@ -87,16 +89,6 @@ def overlay() -> dict:
     env = dict(find("ConfigMap", "lic-config")["data"])
     env.update(find("Secret", "lic-api-keys").get("stringData", {}))
     return {"lic": lic, "redis": redis, "env": env}
-
-
-def photo_12mp() -> bytes:
-    """The 12 MP image of benchmarks/service_memory.py: smooth gradients plus noise, 4000x3000."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:3000, 0:4000]
-    base = np.stack([128 + 100 * np.sin(xx / 37), 128 + 100 * np.cos(yy / 23), (xx + yy) % 256], axis=-1)
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def psnr(a: bytes, b: bytes) -> float:
