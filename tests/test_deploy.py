@@ -3,6 +3,7 @@ Kubernetes 1.35 schemas, and probes, ports and metric names agree with the runni
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -111,3 +112,13 @@ def test_every_metric_named_by_hpa_adapter_and_dashboard_is_exported(manifests, 
     missing = {n for n in named - EXTERNAL_METRICS if n not in exported and n.removesuffix("_total") not in exported}
     assert not missing, missing
     assert "lic_queue_depth_tiles" in named  # the HPA scales on a queue metric the service exports
+
+
+def test_threads_follow_the_cgroup_cpu_quota(tmp_path):
+    from service.core.config import available_cpus
+
+    (tmp_path / "cpu.max").write_text("200000 100000\n")  # a pod limited to 2 CPUs
+    assert available_cpus(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == len(os.sched_getaffinity(0))
+    assert available_cpus(tmp_path / "missing") == len(os.sched_getaffinity(0))

@@ -73,4 +73,16 @@ class Settings(BaseSettings):
         return check_tile(value)
 
     def threads(self) -> int:
-        return self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+        """onnxruntime threads per worker: LIC_THREADS_PER_WORKER, else the CPUs this process may use
+        (the cgroup's quota in a container, not the node's cores) shared by the tile workers."""
+        return self.threads_per_worker or max(1, available_cpus() // self.workers)
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs granted to this process: its affinity, capped by a cgroup v2 CPU quota (``cpu.max``)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cpus
+    return cpus if quota == "max" else max(1, min(cpus, int(quota) // int(period)))
