@@ -21,7 +21,7 @@ $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e '.[train,bench,load,test]'
 	touch $@ $(VENV)/.runtime
 
-# The embedded default: one process, CPU, in-process tile cache. Settings: LIC_* environment variables.
+# The embedded default: CPU, in-process tile cache, no other service. Settings: LIC_* environment variables.
 run: $(VENV)/.runtime
 	$(VENV)/bin/lic roundtrip tests/data/kodim01.png --quality 2 6
 	$(VENV)/bin/lic serve --port $${LIC_PORT:-8000}
