@@ -88,7 +88,6 @@ class _Analysis:
     groups: list[tuple[TileView, list[int]]]  # same-view chunks of tile indices
     y: list[np.ndarray]  # per chunk, unscaled latents
     alpha: bytes | None
-    icc: bytes | None  # a kept profile: the pixels' colour space
 
 
 @dataclass
@@ -187,7 +186,7 @@ class Codec:
             if progress:
                 progress(len(chunk))
         alpha = image_io.encode_alpha(planes.alpha) if planes.alpha is not None else None
-        return _Analysis(model, coder, planes, grid, context, groups, y, alpha, planes.icc)
+        return _Analysis(model, coder, planes, grid, context, groups, y, alpha)
 
     def _code(self, a: _Analysis, refine: int, deblock_radius: int | None, checkpoint: Callable[[], None], quality: float) -> _Coded:
         """The analysed image coded at one quality (the one the container holds)."""
@@ -204,7 +203,7 @@ class Codec:
             for i, payload in zip(chunk, chunk_payloads):
                 payloads[i] = payload
         data = bitstream.write(a.model, a.coder.package.fingerprint, q, a.grid.width, a.grid.height, a.planes.mode, a.grid.tile,
-                               a.context, payloads, a.alpha, deblock_radius, a.icc)
+                               a.context, payloads, a.alpha, deblock_radius, a.planes.icc)
         return _Coded(CompressResult(data, a.model, q, a.grid.width, a.grid.height, a.grid.count), latents)
 
     def _measure_psnr(self, a: _Analysis, coded: _Coded) -> float:
@@ -228,13 +227,7 @@ class Codec:
 
     def _windows(self, coder: TileCoder, views: dict[TileView, list[int]]) -> Iterator[tuple[TileView, list[int]]]:
         """Groups of tiles by view in chunks whose transform memory fits ``max_decode_bytes``."""
-        def batch(view: TileView) -> int:
-            window = coder.package.window_bytes(*view.window)
-            if window > self.max_decode_bytes:
-                raise LimitError(f"a {view.window[1]}x{view.window[0]} window of model {coder.package.id} needs about "
-                                 f"{window / 2**20:.0f} MiB, over the limit of {self.max_decode_bytes / 2**20:.0f} MiB; use a smaller tile")
-            return max(1, min(self.batch, self.max_decode_bytes // window))
-        return self._chunks(views, batch)
+        return self._chunks(views, lambda view: min(self.batch, coder.package.windows_per_batch(view.window, self.max_decode_bytes)))
 
     def _synthesize(self, coder: TileCoder, grid: TileGrid, context: int, indices: list[int], planes: SynthesisPlanes,
                     progress: Progress | None = None) -> dict[int, np.ndarray]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from service.codec.entropy import FrequencyTables
-from service.codec.errors import ModelError
+from service.codec.errors import LimitError, ModelError
 from service.codec.limits import QUALITY_MAX, QUALITY_MIN
 from service.codec.manifest import Level, Manifest
 
@@ -43,6 +43,15 @@ class ModelPackage:
     def window_bytes(self, height: int, width: int) -> int:
         """Estimated peak transform memory of one (height x width) window, encode or decode."""
         return int(TRANSFORM_BYTES_PER_PIXEL[self.manifest.architecture] * self.manifest.widths["n"] * height * width)
+
+    def windows_per_batch(self, window: tuple[int, int], budget: int) -> int:
+        """How many (height, width) windows one batch may hold within ``budget`` bytes of transform
+        memory; ``LimitError`` when not even one fits."""
+        need = self.window_bytes(*window)
+        if need > budget:
+            raise LimitError(f"a {window[1]}x{window[0]} window of model {self.id} needs about {need / 2**20:.0f} MiB, "
+                             f"over the limit of {budget / 2**20:.0f} MiB; use a smaller tile")
+        return budget // need
 
     def path(self, name: str) -> Path:
         return self.directory / name

@@ -2,8 +2,9 @@
 
 One vocabulary, in batch keys, worker timings and metric labels alike:
 - batch stages (``lic_queue_wait_seconds`` and ``lic_batch_size``, label ``stage``): ``encode`` (a
-  tile's analysis and entropy encoding), ``entropy_decode`` (a tile's latents), ``synthesis`` (a
-  tile's pixels from its window's latents) and ``image`` (whole-image rate control or refinement);
+  tile's analysis and entropy encoding), ``entropy_decode`` (a tile's latents) and ``synthesis`` (a
+  tile's pixels from its window's latents); whole-image jobs (rate control, refinement) are not
+  batched but go to the pool's image lane;
 - steps, timed in the workers: ``analysis`` and ``synthesis`` (``lic_inference_seconds{stage}``),
   entropy ``encode`` and ``decode`` (``lic_entropy_coding_seconds{direction}``).
 """
@@ -116,15 +117,7 @@ class Engine:
     def _batch_limits(self, package: ModelPackage, views: dict[TileView, list[int]]) -> dict[TileView, int]:
         """Most windows of each view in one batch within ``max_decode_bytes``; a view whose single window
         exceeds it is refused (413) before any work."""
-        budget = self.settings.max_decode_bytes
-        limits = {}
-        for view in views:
-            window = package.window_bytes(*view.window)
-            if window > budget:
-                raise LimitError(f"a {view.window[1]}x{view.window[0]} window of model {package.id} needs about "
-                                 f"{window / 2**20:.0f} MiB, over the limit of {budget / 2**20:.0f} MiB; use a smaller tile")
-            limits[view] = budget // window
-        return limits
+        return {view: package.windows_per_batch(view.window, self.settings.max_decode_bytes) for view in views}
 
     async def _run_groups(self, stage: str, model: str, groups: dict[Hashable, list[int]],
                           value: Callable[[Hashable, int], Any], limits: dict[Hashable, int] | None = None) -> dict[int, Any]:
