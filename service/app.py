@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.metrics, app.state.draining = settings, metrics, False
     app.state.engine = Engine(settings, metrics)
     app.state.packages = {}
+    metrics.ready.set_function(lambda: float(app.state.engine.ready and not app.state.draining))
     problems.install(app)
     openapi.install(app)
     app.include_router(router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import re
 import signal
 import socket
 import time
@@ -95,6 +96,12 @@ def test_a_stalled_body_gets_408_and_slow_clients_do_not_block_others(service, k
             s.close()
 
 
+def ready_metric(service) -> float:
+    """The lic_ready gauge as /metrics reports it."""
+    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    return float(re.search(r"^lic_ready (\S+)$", text, re.MULTILINE).group(1))
+
+
 def test_a_dying_worker_gives_503_then_the_service_recovers(service):
     big = png_bytes(noisy_image(3000, 4000, seed=2))
     with cf.ThreadPoolExecutor(1) as pool:
@@ -107,10 +114,12 @@ def test_a_dying_worker_gives_503_then_the_service_recovers(service):
     assert response.status_code == 503 and response.headers["retry-after"], response.text
     assert "worker died" in response.json()["detail"]
     not_ready = httpx.get(f"{service.url}/readyz", timeout=5).status_code
+    ready_gauge = ready_metric(service)
     while httpx.get(f"{service.url}/readyz", timeout=5).status_code != 200:
         assert time.monotonic() - killed < 120, "the workers did not come back"
         time.sleep(0.2)
     recovered = time.monotonic() - killed
     print(f"workers back and warm {recovered:.1f} s after SIGKILL")
-    assert not_ready == 503
+    assert not_ready == 503 and ready_gauge == 0.0
+    assert ready_metric(service) == 1.0
     assert timed_post(service, "/compress", png_bytes(noisy_image(64, 64)), quality=2)[0].status_code == 200

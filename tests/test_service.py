@@ -232,6 +232,7 @@ def test_models_metrics_and_docs(service):
                  "lic_request_bytes_total", "lic_response_bytes_total", "lic_pixels_total", "lic_tile_cache_requests_total",
                  "lic_queue_depth_tiles", "lic_in_flight_requests", "lic_workers"):
         assert name in text, name
+    assert "\nlic_ready 1.0\n" in text
 
 
 def test_sigterm_finishes_in_flight_requests(kodim01_bytes):

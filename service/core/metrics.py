@@ -31,6 +31,7 @@ class Metrics:
         self.queue_depth = Gauge("lic_queue_depth_tiles", "tiles waiting for a worker", registry=r)
         self.in_flight = Gauge("lic_in_flight_requests", "requests being processed", registry=r)
         self.workers = Gauge("lic_workers", "inference worker processes", ["device"], registry=r)
+        self.ready = Gauge("lic_ready", "1 while /readyz answers ready (every worker up and warm, not draining), else 0", registry=r)
         self.rejected = Counter("lic_rejected_requests_total", "requests refused before processing", ["reason"], registry=r)
         for result in ("hit", "miss", "error"):  # series exist (at 0) before the first event
             self.cache.labels(result)
