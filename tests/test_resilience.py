@@ -24,7 +24,7 @@ TIMEOUT_S = 8
 def service():
     redis = RedisServer().start()
     process = ServiceProcess(LIC_REDIS_URL=redis.url, LIC_REQUEST_TIMEOUT_S=str(TIMEOUT_S), LIC_BODY_TIMEOUT_S="1",
-                             LIC_MAX_WORK="30").start()
+                             LIC_HEADER_TIMEOUT_S="2", LIC_MAX_WORK="30").start()
     yield process
     process.stop()
     redis.stop()
@@ -94,6 +94,50 @@ def test_a_stalled_body_gets_408_and_slow_clients_do_not_block_others(service, k
     finally:
         for s in slow:
             s.close()
+
+
+def closed_within(s: socket.socket, seconds: float) -> float | None:
+    """Seconds until the server closed ``s`` (recv gives b""), or None if it stayed open."""
+    start = time.monotonic()
+    s.settimeout(seconds)
+    try:
+        while s.recv(4096):
+            pass
+    except (TimeoutError, socket.timeout):
+        return None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - start
+
+
+def test_slow_or_silent_headers_are_cut_off_and_do_not_block_others(service):
+    port = int(service.url.rsplit(":", 1)[1])
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+    trickling = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+    try:
+        for s in trickling:
+            s.sendall(b"POST /compress HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        response, _ = timed_post(service, "/compress", png_bytes(noisy_image(64, 64)), quality=2)
+        assert response.status_code == 200
+        # Trickle one header byte a second into one connection: data alone does not keep it open.
+        for _ in range(3):
+            time.sleep(0.9)
+            trickling[0].sendall(b"X")
+        assert closed_within(trickling[0], 3.0) is not None, "a connection trickling its headers stayed open"
+        assert all(closed_within(s, 1.0) is not None for s in silent[:5] + trickling[1:5])
+        assert time.monotonic() - started < 2 + 5 + 3  # header timeout 2 s, and a margin
+    finally:
+        for s in silent + trickling:
+            s.close()
+
+
+def test_a_keep_alive_connection_serves_requests_past_the_header_timeout(service):
+    with service.client() as client:
+        for _ in range(3):  # one connection: each request's head is timed from the previous response
+            assert client.get("/healthz").status_code == 200
+            time.sleep(1.5)
+        assert client.get("/healthz").status_code == 200
 
 
 def ready_metric(service) -> float:

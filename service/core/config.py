@@ -42,6 +42,9 @@ class Settings(BaseSettings):
 
     request_timeout_s: float = Field(60.0, gt=0)
     body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next chunk of a request body before a 408")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection whose request line and headers are not complete this long after it opened (or after its previous response) is closed")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this long")
+    max_connections: int = Field(1000, ge=1, description="open connections (and requests) over which new requests get 503 at once")
     drain_seconds: float = Field(0.0, ge=0, description="after SIGTERM, report not-ready this long before closing the listener")
     max_body_bytes: int = Field(64 << 20, ge=1)
     max_pixels: int = Field(64_000_000, ge=1, description="input or output pixels per request, checked from headers")
