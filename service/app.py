@@ -1,6 +1,8 @@
 """The FastAPI application: routes, engine lifecycle, per-request metrics and one log line per request."""
 from __future__ import annotations
 
+import asyncio
+
 import json
 import logging
 import re
@@ -24,7 +26,7 @@ access_log = logging.getLogger("lic.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 EXPOSED_HEADERS = ["X-Request-ID", "X-LIC-Model", "X-LIC-Quality", "X-LIC-BPP", "X-LIC-PSNR", "X-LIC-Width", "X-LIC-Height",
                    "X-LIC-Tiles", "X-LIC-Tiles-Decoded", "Server-Timing", "Content-Disposition", "Retry-After"]
-ENDPOINTS = {"compress", "decompress", "models", "healthz", "readyz", "metrics"}  # the endpoint label's values, plus "other"
+ENDPOINTS = {"compress", "decompress", "compare", "models", "healthz", "readyz", "metrics"}  # the endpoint label's values, plus "other"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.metrics, app.state.draining = settings, metrics, False
     app.state.engine = Engine(settings, metrics)
     app.state.packages = {}
+    app.state.comparing = asyncio.Lock()  # one comparison at a time: each is dozens of classical encodes
     metrics.ready.set_function(lambda: float(app.state.engine.ready and not app.state.draining))
     problems.install(app)
     openapi.install(app)

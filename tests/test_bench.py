@@ -16,7 +16,7 @@ from PIL import Image
 
 from service.bench import report, runner
 from service.bench.codecs import classical_codecs
-from service.bench.quality import ms_ssim
+from service.codec.quality import ms_ssim
 from service.bench.suite import benchmark
 from service.codec.zoo import DEFAULT_MODEL
 

@@ -2,13 +2,15 @@
 Chromium (Debian's chromium and chromium-driver, driven by Selenium; `make test` installs both).
 
 The page is used as a person would: an image through the file input, refused without the key; with the key
-at a chosen quality and model; the split between original and decoded moved with the keyboard and by
+at a chosen quality and model, beside JPEG, WebP and AVIF at the same size (AVIF shown, the page's MS-SSIM
+checked against the service's); by target size; the split between original and decoded moved with the keyboard and by
 dragging; zoom; the side-by-side view; the .lic download; then a dropped file the service cannot read. /docs must
 render from the app's own assets (this machine has no internet, so a CDN asset would leave it blank).
 """
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 import shutil
@@ -16,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 from selenium import webdriver
@@ -26,6 +29,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from service.codec import bitstream
+from service.codec.quality import ms_ssim, psnr
 from tests.conftest import KODIM01
 from tests.service_harness import ServiceProcess
 
@@ -110,7 +114,7 @@ def test_upload_compare_split_and_download_in_chromium(service, browser, crop):
     assert quality.get_attribute("value") == "6" and text(browser, "quality-out") == "6"
     Select(browser.find_element(By.ID, "model")).select_by_value("ms-64-96-r2")
     browser.find_element(By.ID, "run").click()
-    wait(browser, lambda: text(browser, "status").startswith("Done") or browser.find_element(By.ID, "error").is_displayed())
+    wait(browser, lambda: "same size below" in text(browser, "status") or browser.find_element(By.ID, "error").is_displayed())
     assert not browser.find_element(By.ID, "error").is_displayed(), text(browser, "error")
 
     natural = browser.execute_script("const i = document.getElementById('decoded'); return [i.complete, i.naturalWidth, i.naturalHeight];")
@@ -121,6 +125,31 @@ def test_upload_compare_split_and_download_in_chromium(service, browser, crop):
     assert "ms-64-96-r2 at quality 6" in text(browser, "size")
     assert float(text(browser, "ratio").split()[0]) == pytest.approx(crop.stat().st_size / lic_bytes, abs=0.06)
     assert 25 < float(text(browser, "psnr").split()[0]) < 50
+
+    # JPEG, WebP and AVIF at the same number of bytes, one row each beside the learned codec's.
+    rows = {row.get_attribute("data-codec"): [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in browser.find_elements(By.CSS_SELECTOR, "#codecs tbody tr")}
+    assert list(rows) == ["lic", "jpeg", "webp", "avif"]
+    for codec in ("jpeg", "webp", "avif"):
+        assert 0.5 * lic_bytes < int(rows[codec][3].replace(",", "")) <= lic_bytes, rows[codec]
+    # The page's own MS-SSIM (JavaScript) of the learned codec equals the service's (NumPy) on the same pixels.
+    png = base64.b64decode(browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch(document.getElementById("download-png").href).then(r => r.arrayBuffer())
+          .then(b => { let s = ""; for (const x of new Uint8Array(b)) s += String.fromCharCode(x); done(btoa(s)); });"""))
+    with Image.open(crop) as original, Image.open(io.BytesIO(png)) as decoded_png:
+        reference, test = np.asarray(original.convert("RGB")), np.asarray(decoded_png.convert("RGB"))
+    assert float(rows["lic"][6]) == pytest.approx(ms_ssim(reference, test), abs=1e-4)
+    assert float(rows["lic"][5]) == pytest.approx(psnr(reference, test), abs=0.01)
+    # Show AVIF on the right: Chromium decodes the service's AVIF file at the crop's size.
+    browser.find_element(By.CSS_SELECTOR, "#codecs tr[data-codec=avif] input[type=radio]").click()
+    wait(browser, lambda: browser.execute_script("const i = document.getElementById('decoded'); return i.complete && i.naturalWidth;"))
+    assert browser.execute_script("const i = document.getElementById('decoded'); return [i.naturalWidth, i.naturalHeight];") == list(CROP)
+    assert text(browser, "decoded-caption") == "AVIF"
+    avif = browser.find_element(By.CSS_SELECTOR, "#codecs tr[data-codec=avif] a")
+    assert re.fullmatch(r"kodim01-crop\.avif\.q\d+\.avif", avif.get_attribute("download"))
+    browser.find_element(By.CSS_SELECTOR, "#codecs tr[data-codec=lic] input[type=radio]").click()
+    assert text(browser, "decoded-caption") == "ms-64-96-r2"
 
     # Zoom 200%: both images at twice their pixels (a small image is never enlarged to fit).
     decoded = browser.find_element(By.ID, "decoded")
@@ -158,6 +187,20 @@ def test_upload_compare_split_and_download_in_chromium(service, browser, crop):
     data = base64.b64decode(encoded)
     header = bitstream.parse(data)
     assert len(data) == lic_bytes and (header.width, header.height) == CROP
+
+    # By size: a 6 KB target, the compare step off; the .lic lands within 5% of it.
+    browser.find_element(By.CSS_SELECTOR, "input[name=rate][value=size]").click()
+    assert not quality.is_enabled()
+    target = browser.find_element(By.ID, "target-kb")
+    target.clear()
+    target.send_keys("6")
+    browser.find_element(By.ID, "with-classical").click()
+    browser.find_element(By.ID, "run").click()
+    wait(browser, lambda: text(browser, "status").startswith("Done") or browser.find_element(By.ID, "error").is_displayed())
+    assert not browser.find_element(By.ID, "error").is_displayed(), text(browser, "error")
+    assert int(text(browser, "lic-bytes").split()[0].replace(",", "")) == pytest.approx(6000, rel=0.05)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#codecs tbody tr")) == 1  # the learned codec's only
+    browser.find_element(By.CSS_SELECTOR, "input[name=rate][value=quality]").click()
 
     # A dropped file the service cannot read: 422, shown as text.
     browser.execute_script("""

@@ -1,6 +1,7 @@
 """The HTTP service for real: uvicorn over HTTP (httpx), a real redis-server, real worker processes."""
 from __future__ import annotations
 
+import base64
 import concurrent.futures as cf
 import io
 import time
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from service.codec.image_io import psnr
+from service.codec.quality import ms_ssim
 from service.engine.cache import pack_arrays, unpack_arrays
 from tests.conftest import KODIM01, png_bytes
 from tests.service_harness import RedisServer, ServiceProcess
@@ -29,7 +31,8 @@ def redis_server():
 
 @pytest.fixture(scope="module")
 def service(redis_server):
-    process = ServiceProcess(LIC_REDIS_URL=redis_server.url, LIC_REDIS_RETRY_S="0.3", LIC_MAX_QUEUE_DELAY_MS="30").start()
+    process = ServiceProcess(LIC_REDIS_URL=redis_server.url, LIC_REDIS_RETRY_S="0.3", LIC_MAX_QUEUE_DELAY_MS="30",
+                             LIC_MAX_COMPARE_PIXELS="1000000").start()
     yield process
     process.stop()
 
@@ -219,6 +222,41 @@ def test_api_keys_limits_and_backpressure(strict, kodim01_bytes):
         r = client.post("/compress", content=png_bytes(noisy_image(300, 300)), headers={**PNG, **auth})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"  # 9 tiles > LIC_MAX_QUEUE_TILES
         assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+def test_compare_codes_jpeg_webp_and_avif_at_the_highest_setting_within_the_budget(service, kodim01_bytes):
+    budget = 30_000
+    with service.client() as client:
+        response = client.post("/compare", params={"target_bytes": budget}, content=kodim01_bytes, headers={"Content-Type": "image/png"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["width"], body["height"], body["target_bytes"]) == (768, 512, budget)
+        assert [r["codec"] for r in body["results"]] == ["jpeg", "webp", "avif"]
+        rgb = np.asarray(Image.open(io.BytesIO(kodim01_bytes)).convert("RGB"))
+        for result in body["results"]:
+            data = base64.b64decode(result["data"])
+            assert len(data) == result["bytes"] <= budget and result["fits"], result["codec"]
+            with Image.open(io.BytesIO(data)) as image:
+                assert image.format == result["media_type"].split("/")[1].upper()
+                decoded = np.asarray(image.convert("RGB"))
+            assert result["psnr"] == pytest.approx(psnr(rgb, decoded), abs=1e-9)
+            assert result["ms_ssim"] == pytest.approx(ms_ssim(rgb, decoded), abs=1e-9)
+            assert result["bpp"] == pytest.approx(len(data) * 8 / rgb[..., 0].size)
+        jpeg = body["results"][0]
+        one_up = io.BytesIO()
+        Image.fromarray(rgb).save(one_up, "JPEG", quality=jpeg["setting"] + 1, subsampling="4:2:0")
+        assert len(one_up.getvalue()) > budget  # the highest setting that fits
+
+        tiny = client.post("/compare", params={"target_bytes": 50, "codecs": "jpeg"}, content=kodim01_bytes,
+                           headers={"Content-Type": "image/png"}).json()["results"][0]
+        assert not tiny["fits"] and tiny["setting"] == 1  # nothing fits: the smallest file, said so
+        assert client.post("/compare", params={"target_bytes": budget, "codecs": "jpeg,gif"}, content=kodim01_bytes,
+                           headers={"Content-Type": "image/png"}).status_code == 400
+        assert client.post("/compare", params={"target_bytes": 0}, content=kodim01_bytes,
+                           headers={"Content-Type": "image/png"}).status_code == 400
+        large = client.post("/compare", params={"target_bytes": budget}, content=png_bytes(noisy_image(1024, 1024)),
+                            headers={"Content-Type": "image/png"})
+        assert large.status_code == 413 and "1000000" in large.json()["detail"]
 
 
 def test_models_metrics_and_docs(service):

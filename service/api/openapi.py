@@ -76,6 +76,11 @@ COMPRESS = {
     }},
 }
 
+COMPARE = {
+    "responses": {**problems(400, 401, 403, 408, 413, 415, 422, 503)},
+    "openapi_extra": COMPRESS["openapi_extra"],
+}
+
 DECOMPRESS = {
     "responses": {
         200: {"description": "the image", "content": {media: {"schema": BINARY} for media in IMAGE_OUTPUT_TYPES}, "headers": {

@@ -1,10 +1,12 @@
-"""POST /compress, POST /decompress, GET /models, /healthz, /readyz, /metrics."""
+"""POST /compress, POST /decompress, POST /compare, GET /models, /healthz, /readyz, /metrics."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Annotated
 
@@ -12,9 +14,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.requests import Request as StarletteRequest
 
-from service.api.openapi import COMPRESS, DECOMPRESS, LIC_MEDIA_TYPE
+from service.api.openapi import COMPARE, COMPRESS, DECOMPRESS, LIC_MEDIA_TYPE
+from service.bench.same_size import CODECS, same_size
 from service.codec import bitstream, image_io
 from service.codec.bitstream import MAX_DIMENSION
 from service.codec.codec import check_model
@@ -280,6 +284,60 @@ async def decompress(
     headers = {"X-LIC-Model": header.model_id, "X-LIC-Width": str(out_width), "X-LIC-Height": str(out_height), "X-LIC-Tiles-Decoded": str(len(plan.tiles)),
                "Content-Disposition": f'inline; filename="image.{fmt.lower()}"', **caching}
     return binary_response(encoded, image_io.MEDIA_TYPES[fmt], headers)
+
+
+class SameSizeResult(BaseModel):
+    codec: str
+    label: str
+    media_type: str
+    setting: int
+    bytes: int
+    bpp: float
+    fits: bool
+    psnr: float | None  # dB; null when the decoded image is identical to the input (infinite)
+    ms_ssim: float
+    encode_ms: float
+    decode_ms: float
+    data: str  # the codec's own file, base64
+
+
+class Comparison(BaseModel):
+    width: int
+    height: int
+    target_bytes: int
+    results: list[SameSizeResult]
+
+
+@router.post("/compare", dependencies=[Depends(require_api_key)], response_model=Comparison, **COMPARE)
+async def compare(
+    request: Request,
+    target_bytes: int = Query(..., ge=1, le=1 << 30, description="the byte budget: typically the size of the image's .lic"),
+    codecs: str = Query("jpeg,webp,avif", pattern=f"^({'|'.join(CODECS)})(,({'|'.join(CODECS)}))*$",
+                        description="which classical codecs, comma-separated"),
+    frame: int | None = Query(None, ge=0, le=MAX_FRAME, description="which frame of an animated image"),
+):
+    """JPEG (4:2:0), WebP and AVIF (speed 6) at the highest quality whose file fits ``target_bytes``, found
+    by bisection: each codec's file (base64), setting, PSNR and MS-SSIM against the image's 8-bit sRGB
+    pixels, and encode and decode times. The image is sent as for /compress; alpha is not compared.
+    One comparison runs at a time (503 while another does); images over LIC_MAX_COMPARE_PIXELS are 413."""
+    state = _state(request)
+    settings = state.settings
+    body = await image_from_request(request, settings.max_body_bytes)
+    planes = await asyncio.to_thread(image_io.read_image, body, settings.max_compare_pixels, frame)
+    if state.comparing.locked():
+        raise Problem(503, "Service Unavailable", "busy: another comparison is running", {"Retry-After": "2"})
+    async with state.comparing:
+        deadline = time.monotonic() + settings.request_timeout_s
+        try:
+            results = await asyncio.to_thread(same_size, planes.rgb, target_bytes, list(dict.fromkeys(codecs.split(","))), deadline)
+        except Stopped as exc:
+            raise Problem(503, "Service Unavailable", str(exc), {"Retry-After": "2"}) from exc
+    height, width = planes.rgb.shape[:2]
+    return Comparison(width=width, height=height, target_bytes=target_bytes, results=[
+        SameSizeResult(codec=r.codec, label=r.label, media_type=r.media_type, setting=r.setting, bytes=len(r.data),
+                       bpp=len(r.data) * 8 / (width * height), fits=r.fits, psnr=r.psnr if math.isfinite(r.psnr) else None, ms_ssim=r.ms_ssim,
+                       encode_ms=r.encode_ms, decode_ms=r.decode_ms, data=base64.b64encode(r.data).decode())
+        for r in results])
 
 
 @router.get("/models")

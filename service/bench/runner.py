@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from service.bench.codecs import BenchCodec
-from service.bench.quality import ms_ssim, psnr
+from service.codec.quality import ms_ssim, psnr
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 INT_FIELDS = ("width", "height", "bytes")

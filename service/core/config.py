@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 << 20, ge=1)
     max_pixels: int = Field(64_000_000, ge=1, description="input or output pixels per request, checked from headers")
     max_tiles: int = Field(1024, ge=1)
+    max_compare_pixels: int = Field(4_000_000, ge=1, description="largest image POST /compare takes (each codec is encoded about 7 times; MS-SSIM needs about 100 bytes per pixel)")
     max_decode_bytes: int = Field(1536 << 20, ge=1 << 20, description="estimated peak transform memory of one batch "
                                   "(encode or decode; ModelPackage.window_bytes): batches are cut to fit, a request "
                                   "whose single window does not fit is refused with 413")

@@ -3,12 +3,12 @@
 MS-SSIM follows Wang, Simoncelli, Bovik (2003) with the usual settings (11x11 Gaussian window,
 sigma 1.5, five scales with the published weights, 2x2 average pooling, data range 1), the same
 definition as ``models/ms_ssim.py`` (the training loss) and pytorch_msssim, so our numbers sit on
-the same scale as CompressAI's published ``ms-ssim-rgb``.
+the same scale as CompressAI's published ``ms-ssim-rgb``. NumPy only: the service's comparison
+(``POST /compare``) computes it at run time, where scipy is not installed.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import correlate1d
 
 from service.codec.image_io import psnr
 
@@ -26,20 +26,29 @@ def _gaussian(size: int = WINDOW, sigma: float = 1.5) -> np.ndarray:
 
 
 def _blur(t: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Separable 'valid' Gaussian filter over the two spatial axes of an (H, W, C) array."""
-    half = len(g) // 2
-    out = correlate1d(correlate1d(t, g, axis=0, mode="constant"), g, axis=1, mode="constant")
-    return out[half : t.shape[0] - half, half : t.shape[1] - half]
+    """Separable 'valid' Gaussian filter over the two spatial axes of an (H, W) array: one
+    multiply-add of a shifted view per tap, so memory stays a few copies of the image."""
+    n = len(g)
+    rows = sum(g[k] * t[k : t.shape[0] - n + 1 + k] for k in range(n))
+    return sum(g[k] * rows[:, k : rows.shape[1] - n + 1 + k] for k in range(n))
 
 
 def _ssim_terms(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> tuple[float, float]:
-    mu_x, mu_y = _blur(x, g), _blur(y, g)
-    var_x = _blur(x * x, g) - mu_x**2
-    var_y = _blur(y * y, g) - mu_y**2
-    cov = _blur(x * y, g) - mu_x * mu_y
-    contrast_structure = (2 * cov + C2) / (var_x + var_y + C2)
-    luminance = (2 * mu_x * mu_y + C1) / (mu_x**2 + mu_y**2 + C1)
-    return float(np.mean(luminance * contrast_structure)), float(np.mean(contrast_structure))
+    """Mean SSIM and mean contrast-structure term over every pixel and channel; one channel at a time,
+    so that the filtered planes of a large image stay a few of one channel's size."""
+    ssim = cs = 0.0
+    for c in range(x.shape[2]):
+        xc, yc = x[:, :, c], y[:, :, c]
+        mu_x, mu_y = _blur(xc, g), _blur(yc, g)
+        var_x = _blur(xc * xc, g) - mu_x**2
+        var_y = _blur(yc * yc, g) - mu_y**2
+        cov = _blur(xc * yc, g) - mu_x * mu_y
+        contrast_structure = (2 * cov + C2) / (var_x + var_y + C2)
+        luminance = (2 * mu_x * mu_y + C1) / (mu_x**2 + mu_y**2 + C1)
+        ssim += float(np.sum(luminance * contrast_structure))
+        cs += float(np.sum(contrast_structure))
+    count = x.shape[2] * mu_x.size
+    return ssim / count, cs / count
 
 
 def _pool(t: np.ndarray) -> np.ndarray:
