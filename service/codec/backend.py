@@ -69,9 +69,12 @@ class OnnxBackend:
                     options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
                 options.enable_cpu_mem_arena = self.arena != "off"
-                source = derived_graph(self.package, graph) if graph in DERIVED else str(self.package.path(f"{graph}.onnx"))
-                self._sessions[graph] = ort.InferenceSession(source, options, providers=self.providers)
+                self._sessions[graph] = ort.InferenceSession(self.graph_source(graph), options, providers=self.providers)
             return self._sessions[graph]
+
+    def graph_source(self, graph: str) -> str | bytes:
+        """The ONNX file of ``graph`` (its path), or the serialized graph where it is derived."""
+        return derived_graph(self.package, graph) if graph in DERIVED else str(self.package.path(f"{graph}.onnx"))
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self.session(graph)

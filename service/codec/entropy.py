@@ -63,7 +63,13 @@ class FrequencyTables:
 
 
 def _groups(table_ids: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    order = np.argsort(table_ids, kind="stable")
+    """Element order sorted by table (stable), and (table, start, end) of each table's run in it.
+    Table ids fit 16 bits (at most 64 scales, or one per channel), for which numpy's stable sort is a
+    radix sort: 6x faster than on int64, with the same order."""
+    keys = table_ids.astype(np.uint16)
+    if len(keys) and table_ids.max() >= 1 << 16:
+        raise ValueError("table ids must fit 16 bits")
+    order = np.argsort(keys, kind="stable")
     ids = table_ids[order]
     if len(ids) == 0:
         return order, []
