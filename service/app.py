@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.draining = True
         await app.state.engine.stop()
 
-    app = FastAPI(title="lic", version="0.1.0", lifespan=lifespan, docs_url=None,  # /docs: pages.py, from local assets
+    app = FastAPI(title="lic", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # pages.py, from local assets
                   description="Learned image compression: POST an image to /compress, a .lic bitstream to /decompress.")
     app.state.settings, app.state.metrics, app.state.draining = settings, metrics, False
     app.state.engine = Engine(settings, metrics)

@@ -82,11 +82,13 @@ def test_page_is_served_without_a_key_and_needs_nothing_from_elsewhere(service):
     assert "/" not in httpx.get(f"{service.url}/openapi.json", timeout=10).json()["paths"]
 
 
-def test_docs_use_only_local_assets(service):
-    response = httpx.get(f"{service.url}/docs", timeout=10)
-    assert response.status_code == 200 and "swagger-ui" in response.text
+@pytest.mark.parametrize("page", ["docs", "redoc"])
+def test_docs_use_only_local_assets(service, page):
+    response = httpx.get(f"{service.url}/{page}", timeout=10)
+    assert response.status_code == 200 and ("swagger-ui" in response.text or "redoc" in response.text)
     assets = re.findall(r"""(?:src|href)=["']([^"']+)""", response.text) + re.findall(r"url: '([^']+)'", response.text)
-    assert len(assets) >= 4, assets  # css, favicon, js, openapi.json
+    assets += re.findall(r'spec-url="([^"]+)"', response.text)  # ReDoc's openapi.json
+    assert len(assets) >= (4 if page == "docs" else 3), assets  # css (Swagger UI), favicon, js, openapi.json
     for asset in assets:
         assert asset.startswith("/") and not asset.startswith("//"), asset
         fetched = httpx.get(urljoin(service.url, asset), timeout=10)
@@ -220,5 +222,13 @@ def test_docs_render_offline_in_chromium(service, browser):
     wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, ".swagger-ui .info .title"), timeout=30)
     assert browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text.startswith("lic")
     wait(browser, lambda: "/decompress" in browser.find_element(By.TAG_NAME, "body").text, timeout=30)
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(url.startswith(service.url + "/") for url in loaded), loaded
+
+
+def test_redoc_renders_offline_in_chromium(service, browser):
+    browser.get(f"{service.url}/redoc")
+    wait(browser, lambda: "/compare" in browser.find_element(By.TAG_NAME, "body").text, timeout=30)
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("lic")
     loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(url.startswith(service.url + "/") for url in loaded), loaded

@@ -91,5 +91,6 @@ def test_installed_wheel_serves_the_page_and_docs(venv, tmp_path):
                "from service.app import create_app\n"
                "client = TestClient(create_app())\n"  # no lifespan: no workers, just the routes
                "print(client.get('/').status_code, client.get('/docs').status_code, "
-               "client.get('/assets/swagger-ui/swagger-ui-bundle.js').status_code)\n")
-    assert run(venv / "bin" / "python", "-c", program, cwd=tmp_path, env=clean_env()).stdout.split() == ["200", "200", "200"]
+               "client.get('/assets/swagger-ui/swagger-ui-bundle.js').status_code, client.get('/redoc').status_code, "
+               "client.get('/assets/redoc/redoc.standalone.js').status_code)\n")
+    assert run(venv / "bin" / "python", "-c", program, cwd=tmp_path, env=clean_env()).stdout.split() == ["200"] * 5
