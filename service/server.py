@@ -12,11 +12,10 @@ balancer stops sending traffic), then stops accepting connections, lets in-fligh
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 import threading
-
-import asyncio
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
