@@ -13,7 +13,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from service.codec import Codec, CodecError, image_io
-from service.codec.limits import DEFAULT_CONTEXT, DEFAULT_QUALITY, DEFAULT_TILE, QUALITY_MAX, QUALITY_MIN, check_quality
+from service.codec.limits import (AUTO_REFINE, DEFAULT_CONTEXT, DEFAULT_QUALITY, DEFAULT_TILE, QUALITY_MAX, QUALITY_MIN,
+                                  check_quality, check_refine)
 from service.codec.zoo import DEFAULT_MODEL, available_models, load_model
 from service.core.config import Settings
 
@@ -35,6 +36,13 @@ def _region(text: str) -> tuple[int, int, int, int]:
 def _quality(text: str) -> float:
     try:
         return check_quality(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _refine(text: str) -> int | str:
+    try:
+        return check_refine(text if text == AUTO_REFINE else int(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -147,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-icc", action="store_true",
                    help="keep an RGB image's colour profile (coded in its own numbers, reattached on decode) instead of converting to sRGB")
     c.add_argument("--frame", type=int, metavar="K", help="code frame K (from 0) of an animated image, which is refused otherwise")
-    c.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="encoder-side refinement: fewer bits for the same quality, slower encode (e.g. 40; default 0)")
+    c.add_argument("--refine", type=_refine, default=0, metavar="STEPS",
+                   help="encoder-side refinement: fewer bits for the same quality, slower encode (e.g. 20; 'auto': what a "
+                        "bounded budget allows at the image's size; default 0)")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=".lic -> PNG, WebP or JPEG (by extension)")

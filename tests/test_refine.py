@@ -12,6 +12,7 @@ from PIL import Image
 
 from service.codec import Codec, bitstream
 from service.codec.image_io import psnr
+from service.codec.rate_control import AUTO_REFINE_STEPS, AUTO_REFINE_WORK, auto_refine_steps, job_cost
 from service.codec.tiles import TileGrid, scatter_add, stitch
 from service.codec.vjp import synthesis_vjp
 from service.codec.zoo import DEFAULT_MODEL, ZOO_DIR, load_model
@@ -93,6 +94,21 @@ def test_refinement_lowers_the_real_rate_distortion_cost(tile, kodim01_rgb):
         assert codec.compress(Image.fromarray(rgb), quality=quality, refine=24).data == refined.data  # deterministic
 
 
+def test_auto_refinement_spends_a_bounded_budget(kodim01_rgb):
+    assert auto_refine_steps(0.05, None) == AUTO_REFINE_STEPS  # small images: the most auto takes
+    assert auto_refine_steps(0.3932, None) == 19  # a Kodak image: 8 megapixel-steps
+    assert auto_refine_steps(1.0, None) == 7
+    assert auto_refine_steps(2.0, None) == 0  # under MIN_AUTO_STEPS: none
+    assert auto_refine_steps(0.3932, "bpp") == 0  # rate control codes the image up to 16 times
+    for megapixels in (0.01, 0.2, 0.5, 1.0, 1.5):
+        for target in (None, "bpp", "psnr"):
+            steps = auto_refine_steps(megapixels, target)
+            assert steps == 0 or job_cost(megapixels, steps, target) <= AUTO_REFINE_WORK + 0.2
+    codec = Codec()
+    crop = Image.fromarray(np.ascontiguousarray(kodim01_rgb[128:320, 256:512]))
+    assert codec.compress(crop, quality=3, refine="auto").data == codec.compress(crop, quality=3, refine=AUTO_REFINE_STEPS).data
+
+
 def test_refinement_is_refused_clearly(tiny_zoo):
     codec = Codec(zoo=tiny_zoo)
     image = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
@@ -100,6 +116,8 @@ def test_refinement_is_refused_clearly(tiny_zoo):
         codec.compress(image, model="tiny-factorized", refine=4)
     with pytest.raises(ValueError, match="refine must be"):
         codec.compress(image, model="tiny-mean-scale", refine=-1)
+    with pytest.raises(ValueError, match="refine must be"):
+        codec.compress(image, model="tiny-mean-scale", refine="most")
     assert codec.compress(image, model="tiny-hyperprior", refine=2).data
 
 

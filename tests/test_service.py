@@ -95,10 +95,13 @@ def test_refined_compression(service, kodim01_rgb):
     with service.client(timeout=300) as client:
         plain, plain_out = roundtrip(client, crop, quality=2)
         refined, refined_out = roundtrip(client, crop, quality=2, refine=16)
+        auto, _ = roundtrip(client, crop, quality=2, refine="auto")  # a small image: the most auto takes (20)
+        assert client.post("/compress", content=crop, headers=PNG, params={"refine": "most"}).status_code == 400
     reference = kodim01_rgb[128:320, 256:512]
     assert refined.headers["x-lic-quality"] == plain.headers["x-lic-quality"]
     assert len(refined.content) < 0.97 * len(plain.content)
     assert psnr(reference, refined_out) > psnr(reference, plain_out) - 0.5
+    assert len(auto.content) < len(refined.content)
 
 
 def test_refining_a_model_without_a_hyperprior_is_a_400(tiny_zoo):

@@ -8,13 +8,13 @@ import hmac
 import json
 import math
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.requests import Request as StarletteRequest
 
 from service.api.openapi import COMPARE, COMPRESS, DECOMPRESS, LIC_MEDIA_TYPE
@@ -23,7 +23,8 @@ from service.codec import bitstream, image_io
 from service.codec.bitstream import MAX_DIMENSION
 from service.codec.codec import check_model
 from service.codec.errors import LimitError, ModelError, Stopped
-from service.codec.limits import DEFAULT_QUALITY, MAX_FRAME, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
+from service.codec.limits import AUTO_REFINE, DEFAULT_QUALITY, MAX_FRAME, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
+from service.codec.rate_control import AUTO_REFINE_STEPS, AUTO_REFINE_WORK, auto_refine_steps
 from service.codec.tiles import TileGrid
 from service.codec.windows import RegionPlan, assemble, plan_region
 from service.core.problems import Problem
@@ -145,8 +146,10 @@ async def compress(
     target_bpp: float | None = Query(None, gt=0, le=24),
     target_psnr: float | None = Query(None, gt=0, le=100),
     tile: int | None = Query(None, ge=TILE_MIN, le=TILE_MAX, multiple_of=TILE_MULTIPLE),
-    refine: int = Query(0, ge=0, le=MAX_REFINE, description="encoder-side refinement steps: fewer bits for the same "
-                        "quality, each step costing about 1.4 decodes of the image (0: one-pass encoder)"),
+    refine: Annotated[int, Field(ge=0, le=MAX_REFINE)] | Literal["auto"] = Query(
+        0, description="encoder-side refinement steps: fewer bits for the same quality, each step costing about 1.4 "
+        f"decodes of the image (0: one-pass encoder); auto: up to {AUTO_REFINE_STEPS} steps within {AUTO_REFINE_WORK:g} "
+        "megapixel-steps of work (none for images too large for 5)"),
     frame: int | None = Query(None, ge=0, le=MAX_FRAME, description="which frame of an animated image to code "
                               "(from 0); an animated image without it is refused with 422"),
     icc: str = Query("convert", pattern="^(convert|keep)$", description="an embedded colour profile: convert the "
@@ -171,6 +174,9 @@ async def compress(
     grid = TileGrid(width, height, tile)
     if grid.count > settings.max_tiles:
         raise LimitError(f"{grid.count} tiles exceed the limit of {settings.max_tiles}; use a larger tile")
+    if refine == AUTO_REFINE:
+        target = "bpp" if target_bpp is not None else "psnr" if target_psnr is not None else None
+        refine = auto_refine_steps(grid.coded_megapixels(package.padding_multiple), target)
 
     work = engine.compress(model, package, planes, grid, quality, target_bpp, target_psnr, refine)
     data, q, psnr = await until_done_or_disconnect(request, work, settings.request_timeout_s)

@@ -27,6 +27,7 @@ from service.codec import bitstream, image_io
 from service.codec.backend import Backend, OnnxBackend
 from service.codec.errors import BitstreamError, LimitError, ModelError
 from service.codec.limits import (
+    AUTO_REFINE,
     DEFAULT_CONTEXT,
     DEFAULT_QUALITY,
     DEFAULT_TILE,
@@ -37,7 +38,7 @@ from service.codec.limits import (
     check_refine,
     check_tile,
 )
-from service.codec.rate_control import bisect_quality
+from service.codec.rate_control import auto_refine_steps, bisect_quality
 from service.codec.refine import check_refinable
 from service.codec.refine import refine as refine_latents
 from service.codec.tile_coder import TileCoder
@@ -132,13 +133,14 @@ class Codec:
         tile: int | None = None,
         context: int | None = None,
         deblock_radius: int | None = None,
-        refine: int = 0,
+        refine: int | str = 0,
         progress: Progress | None = None,
         checkpoint: Callable[[], None] = lambda: None,
         keep_icc: bool = False,
     ) -> CompressResult:
         """One of ``quality`` (default 4), ``target_bpp`` or ``target_psnr``. ``refine``: gradient steps of
-        encoder-side latent refinement (``service.codec.refine``), 0 for the one-pass encoder.
+        encoder-side latent refinement (``service.codec.refine``), 0 for the one-pass encoder, "auto" for
+        what a bounded budget allows at this image's size (``rate_control.auto_refine_steps``).
         ``checkpoint`` runs before every coding pass and refinement step; it raises (``Stopped``) to end
         the work early, e.g. at a deadline. ``keep_icc``: code an RGB image in its own profile and keep the
         profile in the container (``image_io.read_image``), instead of converting it to sRGB."""
@@ -149,7 +151,10 @@ class Codec:
             check_quality(quality)
         started = time.perf_counter()
         analysis = self._analyze(source, model, check_tile(tile or self.tile), self.context if context is None else context,
-                                 refine > 0, progress, keep_icc)
+                                 refine != 0, progress, keep_icc)
+        if refine == AUTO_REFINE:
+            target = "bpp" if target_bpp is not None else "psnr" if target_psnr is not None else None
+            refine = auto_refine_steps(analysis.grid.coded_megapixels(analysis.coder.package.padding_multiple), target)
         analysed = time.perf_counter()
         encode_at = partial(self._code, analysis, refine, deblock_radius, checkpoint)
         if target_bpp is not None:

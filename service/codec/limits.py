@@ -13,6 +13,7 @@ CONTEXT_MULTIPLE, MAX_CONTEXT = 16, 64  # px; at most the smallest tile, so a wi
 DEFAULT_CONTEXT = 32  # px of each neighbour the transforms see: seams as if coded whole (benchmarks/tile_context.py)
 
 MAX_REFINE = 200  # encoder-side refinement steps
+AUTO_REFINE = "auto"  # refine=auto: the steps a bounded budget allows (rate_control.auto_refine_steps)
 MAX_FRAME = 255  # of an animated input: reaching frame K decodes the K before it
 MAX_ICC_BYTES = 1 << 20  # an ICC profile kept with an image (photos' are 0.5-60 KB)
 RATE_TOLERANCE = 0.01  # rate control stops within 1% of a bpp target
@@ -38,7 +39,7 @@ def check_context(context: int, multiple: int = CONTEXT_MULTIPLE) -> int:
     return context
 
 
-def check_refine(steps: int) -> int:
-    if not 0 <= steps <= MAX_REFINE:
-        raise ValueError(f"refine must be in [0, {MAX_REFINE}] steps, got {steps}")
+def check_refine(steps: int | str) -> int | str:
+    if steps != AUTO_REFINE and not (isinstance(steps, int) and 0 <= steps <= MAX_REFINE):
+        raise ValueError(f"refine must be in [0, {MAX_REFINE}] steps or {AUTO_REFINE!r}, got {steps!r}")
     return steps

@@ -27,11 +27,26 @@ PSNR_PASS = 0.9
 STEP_OVERHEAD_MP = 0.006
 
 
+# refine=auto: the refinement steps that the schedule's sweet spot and a bounded budget allow.
+AUTO_REFINE_STEPS = 20  # most steps auto takes (benchmarks/refinement_schedule.json)
+AUTO_REFINE_WORK = 8.0  # megapixel-steps auto may spend: 19 steps on a Kodak image, about 11 s on the 2-core CPU
+MIN_AUTO_STEPS = 5  # fewer buy too little to be worth a pass (benchmarks/refinement.json): auto gives 0 instead
+
+
 def job_cost(megapixels: float, refine: int, target: str | None) -> float:
     """Megapixel-steps of one compression of an image whose tiles, padded to the model's multiple, cover
     ``megapixels``: ``target`` is None (one pass at a given quality), "bpp" or "psnr"."""
     passes = MAX_PASSES if target else 1
     return (megapixels + STEP_OVERHEAD_MP) * passes * (refine + (PSNR_PASS if target == "psnr" else CODING_PASS))
+
+
+def auto_refine_steps(megapixels: float, target: str | None) -> int:
+    """The steps ``refine=auto`` takes for an image whose padded tiles cover ``megapixels`` (``target`` as
+    for ``job_cost``): as many as fit AUTO_REFINE_WORK, at most AUTO_REFINE_STEPS, 0 below MIN_AUTO_STEPS."""
+    passes = MAX_PASSES if target else 1
+    pass_cost = PSNR_PASS if target == "psnr" else CODING_PASS
+    steps = min(AUTO_REFINE_STEPS, int(AUTO_REFINE_WORK / ((megapixels + STEP_OVERHEAD_MP) * passes) - pass_cost))
+    return steps if steps >= MIN_AUTO_STEPS else 0
 
 
 def bisect_quality(encode_at: Callable[[float], T], measure: Callable[[T], float], target: float, tolerance: float) -> T:

@@ -78,6 +78,10 @@ class TileGrid:
         x0, y0, x1, y1 = self.rect(index)
         return -(-(y1 - y0) // multiple) * multiple, -(-(x1 - x0) // multiple) * multiple
 
+    def coded_megapixels(self, multiple: int) -> float:
+        """Megapixels of all tiles as coded (padded to the model's multiple): what whole-image work costs."""
+        return sum(h * w for h, w in (self.coded_shape(i, multiple) for i in range(self.count))) / 1e6
+
     def _group(self, key: Callable[[int], K], indices: list[int] | None) -> dict[K, list[int]]:
         groups: dict[K, list[int]] = {}
         for i in indices if indices is not None else range(self.count):

@@ -164,8 +164,7 @@ class Engine:
         stops in the worker at the request's deadline or when the request is cancelled."""
         self._batch_limits(package, grid.by_view(package.padding_multiple, self.settings.context))  # the worker's Codec cuts its batches too
         target = "bpp" if target_bpp is not None else "psnr" if target_psnr is not None else None
-        coded = sum(h * w for h, w in (grid.coded_shape(i, package.padding_multiple) for i in range(grid.count)))
-        cost = job_cost(coded / 1e6, refine, target)
+        cost = job_cost(grid.coded_megapixels(package.padding_multiple), refine, target)
         if cost > self.settings.max_work:
             raise LimitError(f"this job would cost {cost:.1f} megapixel-steps (refine {refine}, rate control {target or 'none'}); "
                              f"the limit is {self.settings.max_work:g}: use fewer refinement steps, a quality, or a smaller image")
