@@ -9,7 +9,7 @@ every checksum valid, and goes through ``Codec(max_pixels=4_000_000).decompress`
 instead damaged after checksumming, which the checksums must catch. A clean outcome is a ``CodecError``
 (or a ``ValueError`` for a region outside the image), or an image of the header's (region's) size and
 mode. Anything else is a failure: another exception, an ill-formed image, damage that decodes, an input
-over its time limit (15 s + 1 s per 25,000 claimed pixels), or a worker that dies (the kernel's OOM
+over its time limit (15 s + 1 s per 100,000 window pixels its header makes the transforms run), or a worker that dies (the kernel's OOM
 killer, a crash in native code) or stops answering.
 
 The fuzzing runs in a worker process under RLIMIT_AS (3 GiB); this process watches it, restarts it
@@ -37,7 +37,7 @@ from service.bench.speed import machine  # noqa: E402
 from tests import fuzz_streams  # noqa: E402
 
 CHUNK = 200  # inputs per hypothesis run in the worker (each with its own seed)
-STALL_S = fuzz_streams.input_seconds(fuzz_streams.MAX_PIXELS) + 120  # no new input for this long: the worker hangs
+STALL_S = fuzz_streams.input_seconds(fuzz_streams.MAX_WORK) + 120  # no new input for this long: the worker hangs
 MILLION = 1_000_000
 
 
@@ -154,7 +154,7 @@ def main() -> None:
         "machine": machine(), "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
         "strategy": "tests/fuzz_streams.py forged_streams (hypothesis), from the golden streams, checksums recomputed",
         "limits": {"max_pixels": fuzz_streams.MAX_PIXELS, "memory_rlimit_as_bytes": fuzz_streams.MEMORY_LIMIT,
-                   "seconds_per_input": "15 + claimed pixels / 25000 (at most %.0f)" % fuzz_streams.input_seconds(fuzz_streams.MAX_PIXELS)},
+                   "seconds_per_input": "15 + claimed window pixels / 100000 (at most %.0f)" % fuzz_streams.input_seconds(fuzz_streams.MAX_WORK)},
         "workers": args.workers, "seconds": round(elapsed, 1), "worker_cpu_seconds": round(cpu, 1), "inputs": total,
         "inputs_per_second": round(rate, 2),
         "worker_restarts": restarts,

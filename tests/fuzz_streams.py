@@ -48,18 +48,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from service.codec import Codec, CodecError, bitstream  # noqa: E402
+from service.codec.limits import MAX_CONTEXT, TILE_MULTIPLE  # noqa: E402
 from service.codec.zoo import available_models, load_model  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden"
 MAX_PIXELS = 4_000_000  # the decoder's pixel limit while fuzzing
 MEMORY_LIMIT = 3 << 30  # bytes of address space (RLIMIT_AS) for the fuzzing process
 MAX_TABLE = 2048  # tiles a forged table lists at most (a larger grid keeps its template's table)
+MAX_WORK = MAX_TABLE * (TILE_MULTIPLE + 2 * MAX_CONTEXT) ** 2  # window pixels of the most tiles a forged table lists
 
 
-def input_seconds(pixels: int) -> float:
-    """The time limit of one input: generous for the pixels its header claims (at most MAX_PIXELS;
-    the slowest decode here, 64 px tiles with context on a loaded 2-core machine, runs ~0.05 MP/s)."""
-    return 15.0 + min(pixels, MAX_PIXELS) / 25_000
+def input_seconds(work: int) -> float:
+    """The time limit of one input: generous for the window pixels its header makes the transforms run
+    (``claimed_work``, at most MAX_WORK): 0.1 MP/s, where the slowest decode seen, a 51015x20 image in
+    798 tiles of 64 px with context, ran 0.6 MP/s of that bound on an idle 2-core machine. Pixels alone
+    are not the bound: thin tiles pad to 64 px and carry their context, 16x the pixels at worst."""
+    return 15.0 + min(work, MAX_WORK) / 100_000
 
 
 class FuzzFailure(AssertionError):
@@ -336,12 +340,15 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _claimed_pixels(data: bytes) -> int:
+def claimed_work(data: bytes) -> int:
+    """Pixels the transforms would run on for the header's grid, at most: every tile padded to 64 px
+    with its context on every side (0 for a header that does not parse)."""
     try:
         header = bitstream.parse(data, check_payloads=False)
     except CodecError:
         return 0
-    return header.width * header.height
+    grid, pad = header.grid, 2 * header.context
+    return sum((h + pad) * (w + pad) for h, w in (grid.coded_shape(i, TILE_MULTIPLE) for i in range(grid.count)))
 
 
 def _kind(error: BaseException) -> str:
@@ -355,9 +362,9 @@ def _kind(error: BaseException) -> str:
 
 def outcome(codec: Codec, forged: Forged) -> str:
     """'refused: <error class>' or 'decoded'; raises FuzzFailure for anything else."""
-    pixels = _claimed_pixels(forged.data)
+    work = claimed_work(forged.data)
     try:
-        with time_limit(input_seconds(pixels)):
+        with time_limit(input_seconds(work)):
             image = codec.decompress(forged.data, region=forged.region)
     except CodecError as error:
         return f"refused: {_kind(error)}"
@@ -366,7 +373,7 @@ def outcome(codec: Codec, forged: Forged) -> str:
             return "refused: ValueError: region outside the image"
         raise FuzzFailure(f"ValueError that is not about a region: {error}") from error
     except InputTimeout as error:
-        raise FuzzFailure(f"hang: {error} ({pixels} pixels claimed)") from None
+        raise FuzzFailure(f"hang: {error} ({work} window pixels claimed)") from None
     except MemoryError as error:
         raise FuzzFailure(f"memory: MemoryError under the {MEMORY_LIMIT >> 30} GiB limit") from error
     except Exception as error:

@@ -35,7 +35,7 @@ def test_forged_streams_are_refused_or_decode_well_formed():
 def test_an_input_over_its_time_limit_is_a_failure(monkeypatch, codec):
     forged = fuzz_streams.Forged((fuzz_streams.GOLDEN / "rgba-q8.lic").read_bytes(), None, [])
     assert fuzz_streams.outcome(codec, forged) == "decoded"
-    monkeypatch.setattr(fuzz_streams, "input_seconds", lambda pixels: 1e-3)
+    monkeypatch.setattr(fuzz_streams, "input_seconds", lambda work: 1e-3)
     with pytest.raises(fuzz_streams.FuzzFailure, match="hang"):
         fuzz_streams.outcome(codec, fuzz_streams.Forged((fuzz_streams.GOLDEN / "kodim01-crop-q6.lic").read_bytes(), None, []))
 

@@ -26,7 +26,7 @@ from service.codec.errors import LimitError, ModelError, Stopped
 from service.codec.limits import AUTO_REFINE, DEFAULT_QUALITY, MAX_FRAME, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
 from service.codec.rate_control import AUTO_REFINE_STEPS, AUTO_REFINE_WORK, auto_refine_steps
 from service.codec.tiles import TileGrid
-from service.codec.windows import RegionPlan, assemble, plan_region
+from service.codec.windows import RegionPlan, assemble, plan_region, region_alpha
 from service.core.problems import Problem
 from service.engine.batcher import QueueFull
 from service.engine.pool import WorkerLost
@@ -278,8 +278,9 @@ async def decompress(
         return Response(status_code=304, headers=caching)
 
     async def work():
+        alpha = await asyncio.to_thread(region_alpha, data, header, plan)
         tiles = await engine.decode(data, header, package, plan)
-        image = await asyncio.to_thread(assemble, data, header, plan, tiles)
+        image = await asyncio.to_thread(assemble, data, header, plan, tiles, alpha)
         if width or height:
             image = await asyncio.to_thread(image_io.fit_within, image, width, height)
         return image.size, await asyncio.to_thread(image_io.write_image, image, fmt, output_quality)

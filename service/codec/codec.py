@@ -51,6 +51,7 @@ from service.codec.windows import (
     assemble,
     assemble_rgb,
     plan_region,
+    region_alpha,
     synthesize_windows,
     tile_size,
     window_feeds,
@@ -272,8 +273,9 @@ class Codec:
     def decompress(self, data: bytes, region: tuple[int, int, int, int] | None = None, progress: Progress | None = None) -> Image.Image:
         header = bitstream.parse(data)
         plan = plan_region(header, region)
+        alpha = region_alpha(data, header, plan)
         tiles = self.decode_tiles(data, header, plan.tiles, progress)
-        return assemble(data, header, plan, tiles)
+        return assemble(data, header, plan, tiles, alpha)
 
     def info(self, data: bytes) -> dict:
         header = bitstream.parse(data)

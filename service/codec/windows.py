@@ -5,8 +5,8 @@ A tile's *window* is the tile plus ``context`` pixels of its neighbours (``tiles
   of same-view windows and keeps the latents under each tile;
 - decoding: ``window_feeds`` stitches what g_s reads of a tile (y_hat and any hyper features) from its
   own and its neighbours' decoded planes, ``synthesize_windows`` runs g_s and keeps each tile's pixels;
-- ``plan_region`` picks the tiles a region needs, ``assemble`` places them, smooths the seams and
-  crops the region.
+- ``plan_region`` picks the tiles a region needs, ``region_alpha`` checks and crops the alpha plane
+  first, ``assemble`` places the tiles, smooths the seams and crops the region.
 """
 from __future__ import annotations
 
@@ -95,12 +95,21 @@ def assemble_rgb(grid: TileGrid, radius: int, plan: RegionPlan, tiles: dict[int,
     return np.ascontiguousarray(rgb[y - by0 : y - by0 + h, x - bx0 : x - bx0 + w])
 
 
-def assemble(data: bytes, header: bitstream.Header, plan: RegionPlan, tiles: dict[int, np.ndarray]) -> Image.Image:
-    """The decoded region as a PIL image in the bitstream's mode, alpha and a kept ICC profile included."""
-    rgb = assemble_rgb(header.grid, header.deblock, plan, tiles)
-    x, y, w, h = plan.region
+def region_alpha(data: bytes, header: bitstream.Header, plan: RegionPlan) -> np.ndarray | None:
+    """The region's alpha plane, or None. Decoders call it before any tile: a stream whose alpha plane
+    is unreadable or of the wrong size is refused before the tiles' work, not after."""
     alpha_data = bitstream.alpha_payload(data, header)
-    alpha = image_io.decode_alpha(alpha_data, (header.height, header.width))[y : y + h, x : x + w] if alpha_data else None
+    if not alpha_data:
+        return None
+    x, y, w, h = plan.region
+    return image_io.decode_alpha(alpha_data, (header.height, header.width))[y : y + h, x : x + w]
+
+
+def assemble(data: bytes, header: bitstream.Header, plan: RegionPlan, tiles: dict[int, np.ndarray],
+             alpha: np.ndarray | None) -> Image.Image:
+    """The decoded region as a PIL image in the bitstream's mode, with its alpha (``region_alpha``) and
+    a kept ICC profile."""
+    rgb = assemble_rgb(header.grid, header.deblock, plan, tiles)
     return image_io.to_image(rgb, alpha, header.mode, bitstream.icc_payload(data, header))
 
 
