@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fastapi_standalone_docs
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
-import fastapi_standalone_docs
 
 STATIC = Path(__file__).resolve().parent / "static"
 DOCS_FILES = Path(fastapi_standalone_docs.__file__).resolve().parent / "static"

@@ -23,7 +23,17 @@ from service.codec import bitstream, image_io
 from service.codec.bitstream import MAX_DIMENSION
 from service.codec.codec import check_model
 from service.codec.errors import LimitError, ModelError, Stopped
-from service.codec.limits import AUTO_REFINE, DEFAULT_QUALITY, MAX_FRAME, MAX_REFINE, QUALITY_MAX, QUALITY_MIN, TILE_MAX, TILE_MIN, TILE_MULTIPLE
+from service.codec.limits import (
+    AUTO_REFINE,
+    DEFAULT_QUALITY,
+    MAX_FRAME,
+    MAX_REFINE,
+    QUALITY_MAX,
+    QUALITY_MIN,
+    TILE_MAX,
+    TILE_MIN,
+    TILE_MULTIPLE,
+)
 from service.codec.rate_control import AUTO_REFINE_STEPS, AUTO_REFINE_WORK, auto_refine_steps
 from service.codec.tiles import TileGrid
 from service.codec.windows import RegionPlan, assemble, plan_region, region_alpha
