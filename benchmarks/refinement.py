@@ -38,6 +38,24 @@ def centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
 
 
+def curve_rows(codec: Codec, images: list[np.ndarray], steps: int, echo: bool = False) -> list[dict]:
+    """Per quality: mean bpp, PSNR and encode seconds over ``images`` with ``steps`` of refinement."""
+    rows = []
+    for q in QUALITIES:
+        bpp, quality, seconds = [], [], []
+        for rgb in images:
+            t = time.perf_counter()
+            result = codec.compress(Image.fromarray(rgb), quality=q, refine=steps)
+            seconds.append(time.perf_counter() - t)
+            bpp.append(result.bpp)
+            quality.append(psnr(rgb, np.asarray(codec.decompress(result.data))))
+        rows.append({"steps": steps, "quality": q, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(quality)),
+                     "encode_s": float(np.mean(seconds))})
+        if echo:
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kodak", type=Path, default=REPO.parent / "shared" / "data" / "kodak")
@@ -48,19 +66,7 @@ def main() -> None:
     steps = [int(s) for s in a.steps.split(",")]
     images = [centre_crop(np.asarray(Image.open(f).convert("RGB")), a.crop) for f in sorted(a.kodak.glob("*.png"))[: a.images]]
     codec = Codec()
-    rows = []
-    for n in steps:
-        for q in QUALITIES:
-            bpp, quality, seconds = [], [], []
-            for rgb in images:
-                t = time.perf_counter()
-                result = codec.compress(Image.fromarray(rgb), quality=q, refine=n)
-                seconds.append(time.perf_counter() - t)
-                bpp.append(result.bpp)
-                quality.append(psnr(rgb, np.asarray(codec.decompress(result.data))))
-            rows.append({"steps": n, "quality": q, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(quality)),
-                         "encode_s": float(np.mean(seconds))})
-            print(rows[-1], flush=True)
+    rows = [row for n in steps for row in curve_rows(codec, images, n, echo=True)]
 
     def curve(n: int) -> tuple[list[float], list[float]]:
         points = [r for r in rows if r["steps"] == n]

@@ -23,12 +23,11 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.refinement import QUALITIES, centre_crop
+from benchmarks.refinement import centre_crop, curve_rows
 from service.bench.bd import bd_rate
 from service.bench.speed import machine
 from service.codec import refine
 from service.codec.codec import Codec
-from service.codec.image_io import psnr
 from service.codec.zoo import DEFAULT_MODEL
 
 SCHEDULES = "0.05:0.5:10,0.1:0.5:10,0.2:0.5:10,0.1:0.3:10,0.1:0.5:20,0.2:0.5:20,0.1:0.3:20"
@@ -36,18 +35,8 @@ SCHEDULES = "0.05:0.5:10,0.1:0.5:10,0.2:0.5:10,0.1:0.3:10,0.1:0.5:20,0.2:0.5:20,
 
 def curve(codec: Codec, images: list[np.ndarray], steps: int) -> tuple[list[float], list[float], float]:
     """Mean bpp and PSNR per quality, and mean encode seconds per image."""
-    bpp, quality, seconds = [], [], []
-    for q in QUALITIES:
-        b, d = [], []
-        for rgb in images:
-            t = time.perf_counter()
-            result = codec.compress(Image.fromarray(rgb), quality=q, refine=steps)
-            seconds.append(time.perf_counter() - t)
-            b.append(result.bpp)
-            d.append(psnr(rgb, np.asarray(codec.decompress(result.data))))
-        bpp.append(float(np.mean(b)))
-        quality.append(float(np.mean(d)))
-    return bpp, quality, float(np.mean(seconds))
+    rows = curve_rows(codec, images, steps)
+    return [r["bpp"] for r in rows], [r["psnr"] for r in rows], float(np.mean([r["encode_s"] for r in rows]))
 
 
 def main() -> None:
