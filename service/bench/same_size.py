@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -60,9 +61,12 @@ def fitting(codec: BenchCodec, image: Image.Image, budget: int, low: int, high: 
     return lowest[0], lowest[1], False, lowest[2]
 
 
+_codecs = cache(classical_codecs)  # looked up once per process (plugin checks, library versions), not per request
+
+
 def same_size(rgb: np.ndarray, budget: int, names: list[str], deadline: float) -> list[SameSize]:
     """Each codec in ``names`` (keys of CODECS) at ``budget`` bytes, measured against ``rgb`` (H, W, 3 uint8)."""
-    available = classical_codecs()
+    available = _codecs()
     image = Image.fromarray(rgb)
     out = []
     for name in names:
