@@ -34,7 +34,7 @@ from service.codec.limits import (
     TILE_MIN,
     TILE_MULTIPLE,
 )
-from service.codec.rate_control import AUTO_REFINE_STEPS, AUTO_REFINE_WORK, auto_refine_steps
+from service.codec.rate_control import AUTO_REFINE_STEPS, AUTO_REFINE_WORK, auto_refine_steps, target_kind
 from service.codec.tiles import TileGrid
 from service.codec.windows import RegionPlan, assemble, plan_region, region_alpha
 from service.core.problems import Problem
@@ -185,8 +185,7 @@ async def compress(
     if grid.count > settings.max_tiles:
         raise LimitError(f"{grid.count} tiles exceed the limit of {settings.max_tiles}; use a larger tile")
     if refine == AUTO_REFINE:
-        target = "bpp" if target_bpp is not None else "psnr" if target_psnr is not None else None
-        refine = auto_refine_steps(grid.coded_megapixels(package.padding_multiple), target)
+        refine = auto_refine_steps(grid.coded_megapixels(package.padding_multiple), target_kind(target_bpp, target_psnr))
 
     work = engine.compress(model, package, planes, grid, quality, target_bpp, target_psnr, refine)
     data, q, psnr = await until_done_or_disconnect(request, work, settings.request_timeout_s)

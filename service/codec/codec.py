@@ -38,7 +38,7 @@ from service.codec.limits import (
     check_refine,
     check_tile,
 )
-from service.codec.rate_control import auto_refine_steps, bisect_quality
+from service.codec.rate_control import auto_refine_steps, bisect_quality, target_kind
 from service.codec.refine import check_refinable
 from service.codec.refine import refine as refine_latents
 from service.codec.tile_coder import TileCoder
@@ -154,8 +154,8 @@ class Codec:
         analysis = self._analyze(source, model, check_tile(tile or self.tile), self.context if context is None else context,
                                  refine != 0, progress, keep_icc)
         if refine == AUTO_REFINE:
-            target = "bpp" if target_bpp is not None else "psnr" if target_psnr is not None else None
-            refine = auto_refine_steps(analysis.grid.coded_megapixels(analysis.coder.package.padding_multiple), target)
+            refine = auto_refine_steps(analysis.grid.coded_megapixels(analysis.coder.package.padding_multiple),
+                                       target_kind(target_bpp, target_psnr))
         analysed = time.perf_counter()
         encode_at = partial(self._code, analysis, refine, deblock_radius, checkpoint)
         if target_bpp is not None:

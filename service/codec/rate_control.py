@@ -33,6 +33,11 @@ AUTO_REFINE_WORK = 8.0  # megapixel-steps auto may spend: 19 steps on a Kodak im
 MIN_AUTO_STEPS = 5  # fewer buy too little to be worth a pass (benchmarks/refinement.json): auto gives 0 instead
 
 
+def target_kind(target_bpp: float | None, target_psnr: float | None) -> str | None:
+    """What a request's rate control aims at: "bpp", "psnr", or None (a given quality)."""
+    return "bpp" if target_bpp is not None else "psnr" if target_psnr is not None else None
+
+
 def job_cost(megapixels: float, refine: int, target: str | None) -> float:
     """Megapixel-steps of one compression of an image whose tiles, padded to the model's multiple, cover
     ``megapixels``: ``target`` is None (one pass at a given quality), "bpp" or "psnr"."""

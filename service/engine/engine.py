@@ -22,7 +22,7 @@ from service.codec import bitstream, image_io
 from service.codec.image_io import Planes
 from service.codec.errors import LimitError
 from service.codec.limits import DEFAULT_QUALITY
-from service.codec.rate_control import job_cost
+from service.codec.rate_control import job_cost, target_kind
 from service.codec.tiles import TileGrid, TileView
 from service.codec.windows import RegionPlan, SynthesisPlanes, tile_size, window_feeds, window_pixels
 from service.codec.zoo import ModelPackage
@@ -163,7 +163,7 @@ class Engine:
         """A whole-image job on the image lane, refused up front when it costs more than ``max_work``; it
         stops in the worker at the request's deadline or when the request is cancelled."""
         self._batch_limits(package, grid.by_view(package.padding_multiple, self.settings.context))  # the worker's Codec cuts its batches too
-        target = "bpp" if target_bpp is not None else "psnr" if target_psnr is not None else None
+        target = target_kind(target_bpp, target_psnr)
         cost = job_cost(grid.coded_megapixels(package.padding_multiple), refine, target)
         if cost > self.settings.max_work:
             raise LimitError(f"this job would cost {cost:.1f} megapixel-steps (refine {refine}, rate control {target or 'none'}); "
