@@ -123,7 +123,10 @@ def test_slow_or_silent_headers_are_cut_off_and_do_not_block_others(service):
         # Trickle one header byte a second into one connection: data alone does not keep it open.
         for _ in range(3):
             time.sleep(0.9)
-            trickling[0].sendall(b"X")
+            try:
+                trickling[0].sendall(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                break  # already closed by the timeout (a loaded machine gets there sooner): the expected end
         assert closed_within(trickling[0], 3.0) is not None, "a connection trickling its headers stayed open"
         assert all(closed_within(s, 1.0) is not None for s in silent[:5] + trickling[1:5])
         assert time.monotonic() - started < 2 + 5 + 3  # header timeout 2 s, and a margin
