@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,11 +45,11 @@ MILLION = 1_000_000
 class Worker:
     """``python -m tests.fuzz_streams`` in a process of its own, read line by line."""
 
-    def __init__(self, seconds: float, seed: int, current: Path):
+    def __init__(self, seconds: float, seed: int, current: Path, threads: int):
         self.current = current
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.fuzz_streams", "--seconds", str(seconds), "--seed", str(seed), "--chunk", str(CHUNK),
-             "--current", str(current)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             "--current", str(current), "--threads", str(threads)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.stderr: list[str] = []
         threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True).start()
@@ -93,10 +94,10 @@ class Tally:
                 self.restarts += 1
 
 
-def fuzz_until(deadline: float, seed: int, scratch: Path, tally: Tally) -> None:
+def fuzz_until(deadline: float, seed: int, scratch: Path, tally: Tally, threads: int) -> None:
     """One worker at a time until ``deadline``; a worker that dies or hangs is replaced, on other inputs."""
     while time.time() < deadline - 5:
-        worker = Worker(deadline - time.time(), seed, scratch / f"current-{seed}.lic")
+        worker = Worker(deadline - time.time(), seed, scratch / f"current-{seed}.lic", threads)
         died = None
         while worker.proc.poll() is None:
             time.sleep(1.0)
@@ -125,9 +126,10 @@ def main() -> None:
     args = p.parse_args()
 
     tally = Tally()
+    threads = max(1, (os.cpu_count() or 1) // args.workers)  # the workers share the cores, not oversubscribe them
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
-        threads = [threading.Thread(target=fuzz_until, args=(started + args.seconds, args.seed + 100_000 * k, Path(scratch), tally))
+        threads = [threading.Thread(target=fuzz_until, args=(started + args.seconds, args.seed + 100_000 * k, Path(scratch), tally, threads))
                    for k in range(args.workers)]
         for thread in threads:
             thread.start()
@@ -155,7 +157,7 @@ def main() -> None:
         "strategy": "tests/fuzz_streams.py forged_streams (hypothesis), from the golden streams, checksums recomputed",
         "limits": {"max_pixels": fuzz_streams.MAX_PIXELS, "memory_rlimit_as_bytes": fuzz_streams.MEMORY_LIMIT,
                    "seconds_per_input": "15 + claimed window pixels / 100000 (at most %.0f)" % fuzz_streams.input_seconds(fuzz_streams.MAX_WORK)},
-        "workers": args.workers, "seconds": round(elapsed, 1), "worker_cpu_seconds": round(cpu, 1), "inputs": total,
+        "workers": args.workers, "onnxruntime_threads_per_worker": threads, "seconds": round(elapsed, 1), "worker_cpu_seconds": round(cpu, 1), "inputs": total,
         "inputs_per_second": round(rate, 2),
         "worker_restarts": restarts,
         "one_million_inputs": {"run": total >= MILLION,

@@ -37,7 +37,7 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from service.codec import Codec, CodecError, bitstream  # noqa: E402
+from service.codec.backend import OnnxBackend  # noqa: E402
 from service.codec.limits import MAX_CONTEXT, TILE_MULTIPLE  # noqa: E402
 from service.codec.zoo import available_models, load_model  # noqa: E402
 
@@ -434,9 +435,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--raise-failures", action="store_true", help="stop at the first failure and shrink it")
     p.add_argument("--memory-gib", type=float, default=MEMORY_LIMIT / (1 << 30))
     p.add_argument("--current", type=Path, help="write each input here before decoding it (for a watchdog)")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: every core; 1 when several workers share them)")
     args = p.parse_args(argv)
     limit_memory(int(args.memory_gib * (1 << 30)))
-    codec = Codec(max_pixels=MAX_PIXELS)
+    codec = Codec(backend_factory=partial(OnnxBackend, threads=args.threads), max_pixels=MAX_PIXELS)
     started = time.perf_counter()
     if not args.seconds:
         result = run(codec, args.examples, args.derandomize, args.seed, args.raise_failures, args.current)
