@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,9 @@ from PIL import Image
 
 DATA = Path(__file__).parent / "data"
 KODIM01 = DATA / "kodim01.png"
+# Where the PyTorch backend's cross-checks run: the CPU here; LIC_TEST_TORCH_DEVICE=cuda on a GPU machine
+# (benchmarks/gpu_service.sh runs the golden and determinism tests there).
+TORCH_DEVICE = os.environ.get("LIC_TEST_TORCH_DEVICE", "cpu")
 
 
 @pytest.fixture(scope="session")

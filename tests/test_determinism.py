@@ -1,24 +1,24 @@
 """Bit-exact entropy parameters: onnxruntime and PyTorch eager decode each other's bitstreams to
-identical symbols (pixels within +-1), whatever the batch or thread count."""
+identical symbols (pixels within +-1), whatever the batch or thread count; on the CPU, or on the GPU of
+LIC_TEST_TORCH_DEVICE (benchmarks/gpu_service.sh)."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.release import load_checkpoint, release_source
 from models.torch_backend import TorchBackend
 from service.codec.backend import OnnxBackend
 from service.codec.tile_coder import TileCoder
 from service.codec.tiles import TileGrid, extract
 from service.codec.zoo import DEFAULT_MODEL, load_model
+from tests.conftest import TORCH_DEVICE
 
 TINY = ["tiny-factorized", "tiny-hyperprior", "tiny-mean-scale", "tiny-coarse2fine"]
 
 
 def coders(model_id: str, zoo: Path | None, threads: int | None = None) -> tuple[TileCoder, TileCoder]:
     package = load_model(model_id, zoo)
-    model, _ = load_checkpoint(release_source(model_id, zoo))
-    return TileCoder(package, OnnxBackend(package, threads=threads)), TileCoder(package, TorchBackend(model))
+    return TileCoder(package, OnnxBackend(package, threads=threads)), TileCoder(package, TorchBackend.from_package(package, TORCH_DEVICE))
 
 
 def kodak_tiles(rgb: np.ndarray, size: int = 192, count: int = 3) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Committed bitstreams keep decoding to the committed symbols, and to pixels within +-1 of the
-committed reference decodes, with onnxruntime and with PyTorch eager."""
+committed reference decodes, with onnxruntime and with PyTorch (on the CPU, or on the GPU of
+LIC_TEST_TORCH_DEVICE)."""
 import json
 from pathlib import Path
 
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.release import load_checkpoint, release_source
 from models.torch_backend import TorchBackend
 from service.codec import Codec
+from tests.conftest import TORCH_DEVICE
 from tests.golden.make_golden import symbol_digest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -18,7 +19,7 @@ CASES = json.loads((GOLDEN / "golden.json").read_text())
 
 @pytest.fixture(scope="module")
 def torch_codec():
-    return Codec(backend_factory=lambda package: TorchBackend(load_checkpoint(release_source(package.id))[0]))
+    return Codec(backend_factory=lambda package: TorchBackend.from_package(package, TORCH_DEVICE))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -5,6 +5,7 @@ import base64
 import concurrent.futures as cf
 import io
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -115,6 +116,40 @@ def test_refining_a_model_without_a_hyperprior_is_a_400(tiny_zoo):
         process.stop()
     assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json", r.text
     assert "hyperprior" in r.json()["detail"]
+
+
+def test_the_pytorch_backend_serves_the_same_codec(kodim01_rgb):
+    """LIC_BACKEND=torch (GPU serving where onnxruntime has no CUDA provider; here on the CPU): the
+    workers really run PyTorch, decode the golden streams to their reference pixels (+-1), and write
+    streams the onnxruntime library decodes; refinement runs through autograd."""
+    pytest.importorskip("torch")
+    from service.codec import Codec
+    from tests.test_golden import GOLDEN
+
+    process = ServiceProcess(LIC_BACKEND="torch", LIC_DEVICE="cpu").start()
+    try:
+        with process.client() as client:
+            assert client.get("/readyz").json()["workers"] == ["cpu"]
+            for name in ("kodim01-crop-q1.5-tile128", "c2f-64-96-r7-q3-tile64"):
+                r = client.post("/decompress", content=(GOLDEN / f"{name}.lic").read_bytes(), headers=LIC)
+                assert r.status_code == 200, r.text
+                reference = np.asarray(Image.open(GOLDEN / f"{name}.png"), dtype=np.int16)
+                assert np.abs(np.asarray(Image.open(io.BytesIO(r.content)), dtype=np.int16) - reference).max() <= 1
+            crop = np.ascontiguousarray(kodim01_rgb[:128, :192])
+            for params in ({"quality": 5}, {"quality": 5, "refine": 2}):
+                r = client.post("/compress", content=png_bytes(crop), headers=PNG, params=params)
+                assert r.status_code == 200, r.text
+                assert psnr(np.asarray(Codec().decompress(r.content).convert("RGB")), crop) > 28
+        libraries = {pid: Path(f"/proc/{pid}/maps").read_text() for pid in descendants(process.process.pid)}
+    finally:
+        process.stop()
+    assert any("libtorch" in maps for maps in libraries.values()), "no worker process loaded PyTorch"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (Linux /proc)."""
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    return children + [d for c in children for d in descendants(c)]
 
 
 def test_concurrent_requests_are_batched_and_answered_separately(service, kodim01_rgb):

@@ -1,7 +1,8 @@
 """Where the float transforms and the integer hyper-synthesis run: onnxruntime sessions.
 
-A backend is anything with ``run(graph, feeds) -> dict of outputs``; the PyTorch-eager twin used to
-cross-check bitstreams lives in ``models.torch_backend``.
+A backend is anything with ``prepare(graph)`` and ``run(graph, feeds) -> dict of outputs``; the PyTorch
+one (cross-checks on the CPU, and GPU serving where onnxruntime has no CUDA provider) is
+``models.torch_backend``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from service.codec.zoo import ModelPackage
 
 
 class Backend(Protocol):
+    def prepare(self, graph: str) -> None:
+        """Build what running ``graph`` needs; ``ValueError`` if this backend cannot run it."""
+
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
@@ -71,6 +75,9 @@ class OnnxBackend:
                 options.enable_cpu_mem_arena = self.arena != "off"
                 self._sessions[graph] = ort.InferenceSession(self.graph_source(graph), options, providers=self.providers)
             return self._sessions[graph]
+
+    def prepare(self, graph: str) -> None:
+        self.session(graph)  # building it checks the graph's operators (service.codec.vjp raises ValueError)
 
     def graph_source(self, graph: str) -> str | bytes:
         """The ONNX file of ``graph`` (its path), or the serialized graph where it is derived."""

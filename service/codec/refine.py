@@ -34,13 +34,10 @@ EDGE = 1e-4  # keeps atanh finite at the grid points
 
 def check_refinable(coder: TileCoder) -> None:
     """Refinement needs a Gaussian-coded y (its bits are the hyperprior's tables) and a synthesis
-    whose gradient ``service.codec.vjp`` can build; raises ValueError otherwise."""
+    whose gradient the backend can compute (``Backend.prepare``); raises ValueError otherwise."""
     if coder.levels[-1].hyper is None:
         raise ValueError(f"model {coder.package.id} has no hyperprior: its latents cannot be refined")
-    session = getattr(coder.backend, "session", None)  # building it checks the graph's operators
-    if session is None:
-        raise ValueError(f"the {type(coder.backend).__name__} backend cannot refine; use onnxruntime")
-    session("g_s_vjp")
+    coder.backend.prepare("g_s_vjp")
 
 
 def refine(coder: TileCoder, grid: TileGrid, context: int, groups: list[tuple[TileView, list[int]]],

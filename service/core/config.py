@@ -31,8 +31,13 @@ class Settings(BaseSettings):
     image_workers: int = Field(1, ge=1, description="worker processes for whole-image jobs (rate control, refinement), apart from the tile workers")
     max_image_jobs: int = Field(8, ge=1, description="whole-image jobs running or waiting before requests are refused with 503")
     max_work: float = Field(30.0, gt=0, description="largest whole-image job, in megapixel-steps (rate_control.job_cost): refused up front above it")
-    threads_per_worker: int = Field(0, ge=0, description="onnxruntime intra-op threads per worker; 0 = cores / workers")
+    threads_per_worker: int = Field(0, ge=0, description="transform (intra-op) threads per worker; 0 = cores / workers")
     device: str = Field("auto", description="auto | cpu | cuda")
+    backend: Literal["onnxruntime", "torch"] = Field(
+        "onnxruntime", description="what runs the transforms: onnxruntime (with its CUDA provider where onnxruntime-gpu is "
+        "installed), or PyTorch from the same packages (needs the train extra; GPUs where onnxruntime has no CUDA provider)")
+    torch_hyper_device: Literal["same", "cpu"] = Field(
+        "same", description="LIC_BACKEND=torch on a GPU: the integer hyper-synthesis on the GPU too, or on the CPU (exact on both)")
     arena: Literal["on", "shrink", "off"] = Field("on", description="onnxruntime CPU arena: keep the peak (fastest), return free memory after each run (the CPU overlay), or none")
     gpu_count: int = Field(1, ge=1, description="GPUs on the host: worker k uses GPU k mod gpu_count")
     max_batch: int = Field(8, ge=1, le=64, description="most tiles in one inference batch")
@@ -77,7 +82,7 @@ class Settings(BaseSettings):
         return check_tile(value)
 
     def threads(self) -> int:
-        """onnxruntime threads per worker: LIC_THREADS_PER_WORKER, else the CPUs this process may use
+        """Transform threads per worker (onnxruntime or PyTorch): LIC_THREADS_PER_WORKER, else the CPUs this process may use
         (the cgroup's quota in a container, not the node's cores) shared by the tile workers."""
         return self.threads_per_worker or max(1, available_cpus() // self.workers)
 

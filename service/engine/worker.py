@@ -1,23 +1,24 @@
 """Code that runs inside an inference worker process.
 
-Each worker owns onnxruntime sessions on its device (a CUDA device of its own when GPUs are present,
-CPU otherwise) and does the whole per-batch work there: transforms, integer hyper-synthesis and ANS
+Each worker owns a backend on its device (onnxruntime sessions, or PyTorch with ``LIC_BACKEND=torch``;
+a CUDA device of its own when GPUs are present, CPU otherwise) and does the whole per-batch work there: transforms, integer hyper-synthesis and ANS
 coding. The gateway's event loop only ships tiles in and payloads or pixels out.
 """
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from service.codec import Codec, Stopped
-from service.codec.backend import OnnxBackend
+from service.codec.backend import Backend, OnnxBackend
 from service.codec.image_io import Planes
 from service.codec.limits import DEFAULT_QUALITY
 from service.codec.tiles import TileView
 from service.codec.windows import analyze_windows, synthesize_windows
+from service.codec.zoo import ModelPackage
 from service.core.config import Settings
 
 _codec: Codec | None = None
@@ -25,7 +26,7 @@ _device = "cpu"
 _cancelled: Sequence[int] = ()
 
 
-def _providers(device: str, gpu_count: int, index: int) -> tuple[list, str]:
+def _onnx_providers(device: str, gpu_count: int, index: int) -> tuple[list, str]:
     import onnxruntime as ort
 
     use_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers())
@@ -33,6 +34,22 @@ def _providers(device: str, gpu_count: int, index: int) -> tuple[list, str]:
         return ["CPUExecutionProvider"], "cpu"
     gpu = index % gpu_count
     return [("CUDAExecutionProvider", {"device_id": str(gpu), "use_tf32": "0"}), "CPUExecutionProvider"], f"cuda:{gpu}"
+
+
+def _backend_factory(settings: Settings, index: int) -> tuple[Callable[[ModelPackage], Backend], str]:
+    """How this worker builds each model's backend, and the device it runs on."""
+    threads = settings.threads()
+    if settings.backend == "torch":  # PyTorch is imported only here: the default run time has no torch
+        import torch
+
+        from models.torch_backend import TorchBackend
+
+        use_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+        device = f"cuda:{index % settings.gpu_count}" if use_cuda else "cpu"
+        hyper = "cpu" if settings.torch_hyper_device == "cpu" else device
+        return lambda package: TorchBackend.from_package(package, device, threads, hyper), device
+    providers, device = _onnx_providers(settings.device, settings.gpu_count, index)
+    return lambda package: OnnxBackend(package, providers=providers, threads=threads, arena=settings.arena), device
 
 
 def initialize(settings: Settings, counter, cancelled) -> None:
@@ -43,10 +60,9 @@ def initialize(settings: Settings, counter, cancelled) -> None:
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    providers, _device = _providers(settings.device, settings.gpu_count, index)
-    threads = settings.threads()
+    backend_factory, _device = _backend_factory(settings, index)
     _codec = Codec(
-        backend_factory=lambda package: OnnxBackend(package, providers=providers, threads=threads, arena=settings.arena),
+        backend_factory=backend_factory,
         tile=settings.tile, context=settings.context, max_pixels=settings.max_pixels, max_tiles=settings.max_tiles,
         max_decode_bytes=settings.max_decode_bytes, zoo=settings.model_dir,
     )
