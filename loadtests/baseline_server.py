@@ -1,6 +1,7 @@
 """A classical-codec baseline with the same shape of API: POST /compress?codec=webp|avif encodes the
-uploaded image with Pillow (libwebp quality 75 method 4; libavif quality 60 speed 6), so a sweep of
-the learned service can be set beside it as a ratio.
+uploaded image with Pillow (libwebp quality 75 method 4; libavif quality 60 speed 6), and POST
+/decompress decodes such a file to PNG (as the learned service's /decompress answers by default), so a
+sweep of the learned service can be set beside it as a ratio.
 
     python loadtests/baseline_server.py --port 8100
 """
@@ -30,6 +31,22 @@ async def compress(request: Request, codec: str = Query("webp", pattern="^(webp|
     body = await request.body()
     try:
         return Response(await run_in_threadpool(encode, body, codec), media_type=f"image/{codec}")
+    except OSError as exc:
+        raise HTTPException(422, f"cannot read image: {exc}") from exc
+
+
+def decode(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as im:
+        buffer = io.BytesIO()
+        im.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@app.post("/decompress")
+async def decompress(request: Request):
+    body = await request.body()
+    try:
+        return Response(await run_in_threadpool(decode, body), media_type="image/png")
     except OSError as exc:
         raise HTTPException(422, f"cannot read image: {exc}") from exc
 

@@ -33,7 +33,8 @@ from tests.service_harness import ServiceProcess, free_port
 PIXELS = 768 * 512
 
 
-async def window(url: str, params: dict, images: list[bytes], concurrency: int, seconds: float) -> dict:
+async def window(url: str, params: dict, images: list[bytes], concurrency: int, seconds: float, path: str = "/compress",
+                 content_type: str = "image/png") -> dict:
     latencies: list[float] = []
     errors = 0
     stop = time.monotonic() + seconds
@@ -44,7 +45,7 @@ async def window(url: str, params: dict, images: list[bytes], concurrency: int, 
             i = index
             while time.monotonic() < stop:
                 started = time.perf_counter()
-                r = await http.post("/compress", content=images[i % len(images)], headers={"Content-Type": "image/png"}, params=params)
+                r = await http.post(path, content=images[i % len(images)], headers={"Content-Type": content_type}, params=params)
                 if r.status_code == 200:
                     latencies.append(time.perf_counter() - started)
                 else:
@@ -56,12 +57,14 @@ async def window(url: str, params: dict, images: list[bytes], concurrency: int, 
     return {"latencies": latencies, "errors": errors, "seconds": time.monotonic() - started}
 
 
-def measure_level(url: str, params: dict, images: list[bytes], concurrency: int, window_s: float, metric=None) -> dict:
-    """Windows until two consecutive ones agree within 10% on throughput (at most 5)."""
+def measure_level(url: str, params: dict, images: list[bytes], concurrency: int, window_s: float, metric=None, *,
+                  path: str = "/compress", content_type: str = "image/png", pixels: int = PIXELS, max_windows: int = 5) -> dict:
+    """Windows until two consecutive ones agree within 10% on throughput (at most ``max_windows``);
+    ``pixels``: of each request's image."""
     before = metric() if metric else None
     windows = []
-    for _ in range(5):
-        windows.append(asyncio.run(window(url, params, images, concurrency, window_s)))
+    for _ in range(max_windows):
+        windows.append(asyncio.run(window(url, params, images, concurrency, window_s, path, content_type)))
         if len(windows) >= 2:
             a, b = (len(w["latencies"]) / w["seconds"] for w in windows[-2:])
             if a > 0 and abs(a - b) / a <= 0.10:
@@ -73,7 +76,7 @@ def measure_level(url: str, params: dict, images: list[bytes], concurrency: int,
     a, b = (len(w["latencies"]) / w["seconds"] for w in last)
     row = {
         "concurrency": concurrency, "windows": len(windows), "stable": bool(a > 0 and abs(a - b) / a <= 0.10),
-        "requests_per_s": done / seconds, "megapixels_per_s": done * PIXELS / 1e6 / seconds,
+        "requests_per_s": done / seconds, "megapixels_per_s": done * pixels / 1e6 / seconds,
         "p50_ms": float(np.percentile(lat, 50)) if done else None, "p90_ms": float(np.percentile(lat, 90)) if done else None,
         "p95_ms": float(np.percentile(lat, 95)) if done else None,
         "p99_ms": float(np.percentile(lat, 99)) if done else None, "error_rate": errors / max(1, errors + done),

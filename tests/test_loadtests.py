@@ -4,6 +4,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,38 @@ def test_sweep_level_measures_throughput_latency_and_batches(service):
     row = measure_level(service.url, {"quality": 4}, images, concurrency=2, window_s=2, metric=lic_batches(service))
     assert row["megapixels_per_s"] > 0 and row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
     assert row["error_rate"] == 0 and row["mean_batch_size"] >= 1 and row["windows"] >= 2
+
+
+def test_baseline_server_encodes_and_decodes(tmp_path):
+    """The Pillow AVIF/WebP endpoint the sweeps (and benchmarks/gpu_service.py) set beside the service."""
+    import io
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    from tests.service_harness import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(LOCUSTFILE.parent / "baseline_server.py"), "--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        original = (Path(__file__).parent / "data" / "kodim01.png").read_bytes()
+        for codec in ("avif", "webp"):
+            coded = httpx.post(url + "/compress", content=original, params={"codec": codec}, timeout=60)
+            assert coded.status_code == 200 and len(coded.content) < len(original) / 4
+            decoded = httpx.post(url + "/decompress", content=coded.content, timeout=60)
+            assert decoded.status_code == 200 and decoded.headers["content-type"] == "image/png"
+            image = np.asarray(Image.open(io.BytesIO(decoded.content)).convert("RGB"), dtype=np.float64)
+            reference = np.asarray(Image.open(io.BytesIO(original)).convert("RGB"), dtype=np.float64)
+            assert image.shape == reference.shape and 10 * np.log10(255**2 / np.mean((image - reference) ** 2)) > 25
+        assert httpx.post(url + "/decompress", content=b"not an image", timeout=60).status_code == 422
+    finally:
+        server.terminate()
+        server.wait(30)
