@@ -49,7 +49,7 @@ class CompressAI:
     name = "CompressAI mbt2018_mean (PyTorch eager)"
 
     def __init__(self, python: str, n: int = 128, m: int = 192):
-        # -P: benchmarks/profile.py must not shadow the standard library's profile module there
+        # -P: the script's folder is not put on sys.path there (none of benchmarks/ is meant to be importable as top-level modules)
         self.process = subprocess.Popen([python, "-P", str(ROOT / "benchmarks" / "compressai_timer.py"), str(n), str(m), str(THREADS)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 

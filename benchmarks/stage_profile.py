@@ -1,14 +1,14 @@
 """Where the CPU time of a compress + decompress goes: per stage (a sampling profile of the whole
 Python process, py-spy) and per operator (onnxruntime's own per-node profile of each graph).
 
-    .venv/bin/python benchmarks/profile.py [--model ms-128-192-r6] [--image tests/data/kodim01.png] [--quality 4]
+    .venv/bin/python benchmarks/stage_profile.py [--model ms-128-192-r6] [--image tests/data/kodim01.png] [--quality 4]
 
 1. py-spy samples one `Codec` compress + decompress of the image (default tile and context, the
    service's code path in one process; one warm-up pass, then four) at 250 Hz; samples are attributed to
    the innermost stage function on their stack (STAGES below), the rest to "other".
 2. For each graph of the model, onnxruntime's profiler times every node over 3 runs at the shapes a
    512 px tile with 32 px context has (576 px windows); node times are summed per operator type.
-Prints both tables and writes benchmarks/profile.json. Needs py-spy (pip install py-spy) and ptrace
+Prints both tables and writes benchmarks/stage_profile.json. Needs py-spy (pip install py-spy) and ptrace
 rights over the child (root, or ptrace_scope 0).
 """
 from __future__ import annotations
@@ -140,9 +140,9 @@ def main() -> None:
         top = ", ".join(f"{op} {share:.0f}%" for op, share in list(row["share_percent"].items())[:6])
         print(f"{graph:6} {row['total_ms_per_run']:8.1f} ms per 576 px window: {top}")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, onnxruntime {ort.__version__}, Python {platform.python_version()}"
-    out = ROOT / "benchmarks" / "profile.json"
+    out = ROOT / "benchmarks" / "stage_profile.json"
     out.write_text(json.dumps({"machine": machine, "model": args.model, "image": args.image.name, "quality": args.quality,
-                               "command": "benchmarks/profile.py " + " ".join(sys.argv[1:]),
+                               "command": "benchmarks/stage_profile.py " + " ".join(sys.argv[1:]),
                                "stage_share_percent": stages, "operators": operators}, indent=1) + "\n")
     print(f"wrote {out}")
 
