@@ -82,8 +82,8 @@ class Settings(BaseSettings):
         return check_tile(value)
 
     def threads(self) -> int:
-        """Transform threads per worker (onnxruntime or PyTorch): LIC_THREADS_PER_WORKER, else the CPUs this process may use
-        (the cgroup's quota in a container, not the node's cores) shared by the tile workers."""
+        """Transform threads per worker (onnxruntime or PyTorch): LIC_THREADS_PER_WORKER, else the CPUs
+        this process may use (the cgroup's quota in a container, not the node's cores) shared by the tile workers."""
         return self.threads_per_worker or max(1, available_cpus() // self.workers)
 
 

@@ -1,8 +1,9 @@
 """Code that runs inside an inference worker process.
 
 Each worker owns a backend on its device (onnxruntime sessions, or PyTorch with ``LIC_BACKEND=torch``;
-a CUDA device of its own when GPUs are present, CPU otherwise) and does the whole per-batch work there: transforms, integer hyper-synthesis and ANS
-coding. The gateway's event loop only ships tiles in and payloads or pixels out.
+a CUDA device when GPUs are present, CPU otherwise) and does the whole per-batch work there:
+transforms, integer hyper-synthesis and ANS coding. The gateway's event loop only ships tiles in and
+payloads or pixels out.
 """
 from __future__ import annotations
 
