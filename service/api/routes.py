@@ -79,7 +79,7 @@ async def read_body(request: Request, limit: int) -> bytes:
             chunk = await asyncio.wait_for(stream.__anext__(), max(wait, 0))
         except StopAsyncIteration:
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Problem(408, "Request Timeout", f"the request body stalled (no data for {settings.body_timeout_s:g} s, "
                           f"or not all of it within {settings.request_timeout_s:g} s)", {"Connection": "close"}) from None
         size += len(chunk)

@@ -91,7 +91,7 @@ class DynamicBatcher:
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), wait)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             queue, items, limit = self.queues[key], [], self._limit(key)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from service.codec import bitstream, image_io
-from service.codec.image_io import Planes
 from service.codec.errors import LimitError
+from service.codec.image_io import Planes
 from service.codec.limits import DEFAULT_QUALITY
 from service.codec.rate_control import job_cost, target_kind
 from service.codec.tiles import TileGrid, TileView
