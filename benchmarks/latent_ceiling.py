@@ -5,10 +5,10 @@ as coded) against the same latents left unquantised. If the two are close, more 
 more quality: the analysis/synthesis transforms are the ceiling, and only a wider model (or more
 training of the transforms) lifts it.
 
-    .venv/bin/python benchmarks/latent_ceiling.py [--kodak DIR] models/checkpoints/ms-64-96-r2.pt ...
+    .venv/bin/python benchmarks/latent_ceiling.py [--kodak DIR] models/checkpoints/ms-64-96-r2.pt models/zoo/ms-128-192-r6
 
-benchmarks/latent_ceiling.json holds ms-64-96-r2.pt and ms-64-96.pt; the second has left the tree
-(`git checkout db34f08 -- models/checkpoints/ms-64-96.pt` restores it).
+(a checkpoint, or a format-2 package's folder). benchmarks/latent_ceiling.json holds those two; an
+earlier run also had ms-64-96.pt (33.0 coded, 33.1 unquantised: `git show 0cd9e13:benchmarks/latent_ceiling.json`).
 
 Models whose synthesis is g_s alone (factorized, hyperprior, mean-scale). Prints a table and writes
 benchmarks/latent_ceiling.json. PyTorch (training side), fp32.
