@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The service on the lent GPU machine, in one call of about 6 minutes (issue 23). Before it, here:
 #   bash benchmarks/gpu_prepare.sh        # gpu/wheels and gpu/kodak; checks the 64 MiB carry
-# then the call:  run(command="bash benchmarks/gpu_service.sh", carry=["gpu"], timeout_s=540)
+# then the call:  run(command="bash benchmarks/gpu_service.sh", carry=["gpu/wheels", "gpu/kodak"], timeout_s=540)
+# A lease trains first (DEVELOPERS.md): with 15 device-minutes, the machine's start, one training call
+# (bash models/gpu_lease.sh 5.5: a whole schedule in one call) and this call fit. Between the two,
+# here: the stashed models back into the tree (the first lines of models/after_lease.sh), then
+# gpu_prepare.sh (before_lease.sh's `rm -rf gpu` removes what it made).
 # and after it, here: copy the files back into benchmarks/ (gpu_service.json, gpu_service.png) and the
 # README's GPU table from the JSON; the log and the GPU test output go in the issue's note.
 #
