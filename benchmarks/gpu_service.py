@@ -277,7 +277,8 @@ def main() -> None:
     try:
         sweep_lic(sweep, "gpu", service, kodak_png, mosaic_png, mosaics[0].shape[0] * mosaics[0].shape[1], levels)
         save()
-        refine = sweep.level("gpu refine=40", service.url, "compress", kodak_png, KODAK_PIXELS, 2 if args.quick else 16,
+        # 8 clients: LIC_MAX_IMAGE_JOBS (8) whole-image jobs may run or wait; more would be refused with 503
+        refine = sweep.level("gpu refine=40", service.url, "compress", kodak_png, KODAK_PIXELS, 2 if args.quick else 8,
                              {"quality": 4, "refine": 2 if args.quick else 40}, service)
         report["refine40_mp_s"] = round(refine["megapixels_per_s"], 3)
     finally:
