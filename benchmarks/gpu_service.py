@@ -267,7 +267,7 @@ def main() -> None:
     report["gpu_settings"] = {"LIC_BACKEND": "torch", "LIC_DEVICE": device, "LIC_WORKERS": str(1 if args.quick else args.gpu_workers),
                               "LIC_THREADS_PER_WORKER": str(max(1, cores // (1 if args.quick else args.gpu_workers))),
                               "LIC_MAX_BATCH": "16", "LIC_MAX_DECODE_BYTES": str(8 << 30), "LIC_TORCH_HYPER_DEVICE": hyper,
-                              "LIC_WARMUP_BATCHES": "1,4,16", "LIC_IMAGE_WORKERS": "2"}
+                              "LIC_WARMUP_BATCHES": "1,4,16", "LIC_IMAGE_WORKERS": "4"}
     save()
 
     print("| target | endpoint | image | clients | MP/s | p50 ms | p99 ms | errors | mean batch | GPU |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
