@@ -172,13 +172,15 @@ def hyper_device(kodak: list[np.ndarray], device: str, repeats: int) -> dict:
         codec = Codec(backend_factory=lambda p, where=where: TorchBackend.from_package(p, device, hyper_device=device if where == "same" else "cpu"))
         images = [Image.fromarray(rgb) for rgb in kodak]
         streams = [codec.compress(im, quality=4).data for im in images]  # warm-up (cudnn's algorithm search)
-        [codec.decompress(s) for s in streams]
+        for stream in streams:
+            codec.decompress(stream)
         t0 = time.perf_counter()
         for _ in range(repeats):
             streams = [codec.compress(im, quality=4).data for im in images]
         t1 = time.perf_counter()
         for _ in range(repeats):
-            [codec.decompress(s) for s in streams]
+            for stream in streams:
+                codec.decompress(stream)
         t2 = time.perf_counter()
         n = repeats * len(images)
         out[where] = {"encode_ms": 1000 * (t1 - t0) / n, "decode_ms": 1000 * (t2 - t1) / n}
