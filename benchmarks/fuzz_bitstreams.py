@@ -126,10 +126,10 @@ def main() -> None:
     args = p.parse_args()
 
     tally = Tally()
-    threads = max(1, (os.cpu_count() or 1) // args.workers)  # the workers share the cores, not oversubscribe them
+    ort_threads = max(1, (os.cpu_count() or 1) // args.workers)  # the workers share the cores, not oversubscribe them
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
-        threads = [threading.Thread(target=fuzz_until, args=(started + args.seconds, args.seed + 100_000 * k, Path(scratch), tally, threads))
+        threads = [threading.Thread(target=fuzz_until, args=(started + args.seconds, args.seed + 100_000 * k, Path(scratch), tally, ort_threads))
                    for k in range(args.workers)]
         for thread in threads:
             thread.start()
@@ -157,7 +157,7 @@ def main() -> None:
         "strategy": "tests/fuzz_streams.py forged_streams (hypothesis), from the golden streams, checksums recomputed",
         "limits": {"max_pixels": fuzz_streams.MAX_PIXELS, "memory_rlimit_as_bytes": fuzz_streams.MEMORY_LIMIT,
                    "seconds_per_input": "15 + claimed window pixels / 100000 (at most %.0f)" % fuzz_streams.input_seconds(fuzz_streams.MAX_WORK)},
-        "workers": args.workers, "onnxruntime_threads_per_worker": threads, "seconds": round(elapsed, 1), "worker_cpu_seconds": round(cpu, 1), "inputs": total,
+        "workers": args.workers, "onnxruntime_threads_per_worker": ort_threads, "seconds": round(elapsed, 1), "worker_cpu_seconds": round(cpu, 1), "inputs": total,
         "inputs_per_second": round(rate, 2),
         "worker_restarts": restarts,
         "one_million_inputs": {"run": total >= MILLION,

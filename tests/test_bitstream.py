@@ -113,6 +113,15 @@ def test_mode_and_alpha_plane_go_together(mode, alpha):
         bitstream.parse(bitstream.pack(header, [b"abcd", b"efgh"], alpha=alpha))
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_an_empty_alpha_plane_is_refused(mode):
+    """Found by benchmarks/fuzz_bitstreams.py (10 of 287,800 inputs): an alpha entry of length 0 has a valid
+    CRC-32 (0), and such an RGBA stream decoded to an RGB image."""
+    header = bitstream.Header(MODEL_ID, b"\x01" * 8, 3.25, 1000, 400, mode, 512, 4, 32)
+    with pytest.raises(BitstreamError, match="empty alpha plane"):
+        bitstream.parse(bitstream.pack(header, [b"abcd", b"efgh"], alpha=b""))
+
+
 def test_an_icc_profile_rides_along_and_is_bounded():
     profile = b"profile-bytes" * 10
     data = bitstream.write(MODEL_ID, b"\x01" * 8, 3.0, 1000, 400, "RGBA", 512, 0, [b"a", b"b"], alpha=b"alpha", icc=profile)

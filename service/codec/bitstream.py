@@ -185,6 +185,8 @@ def parse(data: bytes, check_payloads: bool = True) -> Header:
     header.tile_entries = [r.take("<II") for _ in range(n)]
     if flags & FLAG_ALPHA:
         header.alpha_entry = r.take("<II")
+        if header.alpha_entry[0] == 0:  # writers store a PNG; an empty plane would decode to an image without alpha
+            raise BitstreamError("corrupted .lic header (an empty alpha plane)")
     if flags & FLAG_ICC:
         header.icc_entry = r.take("<II")
         if not 0 < header.icc_entry[0] <= MAX_ICC_BYTES:
