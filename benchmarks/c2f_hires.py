@@ -80,7 +80,8 @@ def main() -> None:
         lo, hi = s["per_image_vs_reference_range"]
         avif = s["bd_rate_vs_avif_mean_curves"]
         print(f"| {name} | {s['images']} | {s['megapixels_mean']:.2f} | {s['bd_rate_vs_reference_mean_curves']:+.1f}% | "
-              f"{s['per_image_vs_reference_median']:+.1f}% | {lo:+.1f}% to {hi:+.1f}% | {avif[RATED]:+.1f}% / {avif[REFERENCE]:+.1f}% |")
+              f"{s['per_image_vs_reference_median']:+.1f}% | {lo:+.1f}% to {hi:+.1f}% | "
+              + (f"{avif[RATED]:+.1f}% / {avif[REFERENCE]:+.1f}% |" if math.isfinite(avif[RATED]) else "– |"))
     half = {e["image"]: e["bd_rate_pchip"][REFERENCE] for e in report["sets"].get("hires at 1/2", {}).get("per_image", [])}
     print(f"\nPer hires image ({RATED} against {REFERENCE}), largest gain first:")
     print("| image | MP | vs mean-scale | at 1/2 size | vs AVIF |\n|---|---|---|---|---|")
