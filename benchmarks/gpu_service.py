@@ -39,7 +39,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from loadtests.sweep import measure_level
-from tests.service_harness import ServiceProcess, free_port
+from tests.service_harness import ServiceProcess, baseline_server
 
 KODAK_PIXELS = 768 * 512
 MOSAIC = (5, 6)  # Kodak photos across and down: 3840x3072, 11.8 MP
@@ -297,25 +297,12 @@ def main() -> None:
         service.stop()
     save()
 
-    port = free_port()
-    baseline = subprocess.Popen([sys.executable, str(REPO / "loadtests" / "baseline_server.py"), "--port", str(port)], cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        with httpx.Client(base_url=url, timeout=600) as client:
-            for codec in ("avif", "webp"):
-                files = [client.post("/compress", content=b, params={"codec": codec}).content for b in kodak_png]
-                for clients in levels["kodak"][-2:]:
-                    sweep.level(codec, url, "compress", kodak_png, KODAK_PIXELS, clients, {"codec": codec})
-                    sweep.level(codec, url, "decompress", files, KODAK_PIXELS, clients, {}, content_type=f"image/{codec}")
-    finally:
-        baseline.terminate()
-        baseline.wait(30)
+    with baseline_server() as url, httpx.Client(base_url=url, timeout=600) as client:
+        for codec in ("avif", "webp"):
+            files = [client.post("/compress", content=b, params={"codec": codec}).content for b in kodak_png]
+            for clients in levels["kodak"][-2:]:
+                sweep.level(codec, url, "compress", kodak_png, KODAK_PIXELS, clients, {"codec": codec})
+                sweep.level(codec, url, "decompress", files, KODAK_PIXELS, clients, {}, content_type=f"image/{codec}")
     sampler.stop()
     save()
     plot(sweep.rows, args.out / "gpu_service.png", f"{gpu_name or 'no GPU (dry run)'}, {cores} CPU cores; {report['request']}")

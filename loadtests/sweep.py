@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.service_harness import ServiceProcess, free_port
+from tests.service_harness import ServiceProcess, baseline_server
 
 PIXELS = 768 * 512
 
@@ -132,21 +131,9 @@ def saturation(args, images: list[bytes]) -> dict:
         results["lic"] = saturate(service.url, {"quality": 4}, images, args, lic_batches(service), "lic q4")
     finally:
         service.stop()
-    port = free_port()
-    baseline = subprocess.Popen([sys.executable, str(REPO / "loadtests" / "baseline_server.py"), "--port", str(port)])
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with baseline_server() as url:
         for codec in ("webp", "avif"):
             results[codec] = saturate(url, {"codec": codec}, images, args, label=f"Pillow {codec}")
-    finally:
-        baseline.terminate()
-        baseline.wait(30)
     plot(results, Path(args.out).with_suffix(".png"))
     return results
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def baseline_server() -> Iterator[str]:
+    """loadtests/baseline_server.py (Pillow AVIF/WebP behind the service's kind of endpoint) on a free
+    port, once it answers /readyz; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(REPO / "loadtests" / "baseline_server.py"), "--port", str(port)], cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 class RedisServer:

@@ -4,7 +4,6 @@ import csv
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -51,18 +50,9 @@ def test_baseline_server_encodes_and_decodes(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from tests.service_harness import free_port
+    from tests.service_harness import baseline_server
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(LOCUSTFILE.parent / "baseline_server.py"), "--port", str(port)])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with baseline_server() as url:
         original = (Path(__file__).parent / "data" / "kodim01.png").read_bytes()
         for codec in ("avif", "webp"):
             coded = httpx.post(url + "/compress", content=original, params={"codec": codec}, timeout=60)
@@ -73,6 +63,3 @@ def test_baseline_server_encodes_and_decodes(tmp_path):
             reference = np.asarray(Image.open(io.BytesIO(original)).convert("RGB"), dtype=np.float64)
             assert image.shape == reference.shape and 10 * np.log10(255**2 / np.mean((image - reference) ** 2)) > 25
         assert httpx.post(url + "/decompress", content=b"not an image", timeout=60).status_code == 422
-    finally:
-        server.terminate()
-        server.wait(30)
