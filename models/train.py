@@ -117,25 +117,29 @@ def backward_step(net: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Te
 
 
 @torch.no_grad()
+def image_points(model: VariableRateCodec, rgb: np.ndarray, qualities: list[float]) -> list[tuple[float, float]]:
+    """(estimated bpp from likelihoods, PSNR of the rounded 8-bit output) of one (H, W, 3) image, per quality."""
+    h, w = rgb.shape[:2]
+    xp = image_tensor(rgb, padding_multiple(model))
+    x = xp[..., :h, :w]
+    points = []
+    for q in qualities:
+        out = model(xp, torch.tensor([q]), noise=False)
+        x_hat = (out["x_hat"][..., :h, :w].float().clamp(0, 1) * 255).round() / 255
+        mse = F.mse_loss(x_hat, x).item()
+        points.append((out["bits"].item() / (h * w), 10 * math.log10(1 / max(mse, 1e-12))))
+    return points
+
+
 def evaluate(model: VariableRateCodec, folder: str, qualities: list[float]) -> list[dict]:
-    """Estimated bpp (from likelihoods) and PSNR of the rounded 8-bit output, mean over the folder."""
+    """Estimated bpp and PSNR (``image_points``), mean over the folder."""
     model.eval()
-    multiple = padding_multiple(model)
-    results = {q: {"bpp": 0.0, "psnr": 0.0} for q in qualities}
     files = image_files(folder)
+    totals = np.zeros((len(qualities), 2))
     for path in files:
-        rgb = load_rgb(path)
-        h, w = rgb.shape[:2]
-        xp = image_tensor(rgb, multiple)
-        x = xp[..., :h, :w]
-        for q in qualities:
-            out = model(xp, torch.tensor([q]), noise=False)
-            x_hat = (out["x_hat"][..., :h, :w].float().clamp(0, 1) * 255).round() / 255
-            mse = F.mse_loss(x_hat, x).item()
-            results[q]["bpp"] += out["bits"].item() / (h * w) / len(files)
-            results[q]["psnr"] += 10 * math.log10(1 / max(mse, 1e-12)) / len(files)
+        totals += np.array(image_points(model, load_rgb(path), qualities)) / len(files)
     model.train()
-    return [{"quality": q, **v} for q, v in results.items()]
+    return [{"quality": q, "bpp": bpp, "psnr": psnr} for q, (bpp, psnr) in zip(qualities, totals.tolist())]
 
 
 def run(args: argparse.Namespace) -> None:
