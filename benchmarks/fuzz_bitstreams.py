@@ -15,9 +15,13 @@ killer, a crash in native code) or stops answering.
 The fuzzing runs in a worker process under RLIMIT_AS (3 GiB); this process watches it, restarts it
 with the next seed if it dies or hangs, and keeps the input it was on.
 
-    .venv/bin/python benchmarks/fuzz_bitstreams.py [--seconds 600] [--seed 0]
+    .venv/bin/python benchmarks/fuzz_bitstreams.py [--seconds 600] [--seed 0] [--workers 2]
+    .venv/bin/python benchmarks/fuzz_bitstreams.py --summary
 
-Prints a table and writes benchmarks/fuzz_bitstreams.json (counts, rate, outcome classes).
+A run prints a table and writes benchmarks/fuzz_bitstreams_seed<SEED>.json (counts, rate, outcome
+classes, failures); each run takes a seed no earlier run used. ``--summary`` adds up every run's file
+into benchmarks/fuzz_bitstreams.json: the campaign's inputs and failures, and how many inputs ran
+after the last run that found a failure (on the decoder as it is since that failure's fix).
 """
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 from service.bench.speed import machine  # noqa: E402
 from tests import fuzz_streams  # noqa: E402
@@ -121,9 +126,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=600)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="worker processes, each on its own seeds")
-    p.add_argument("--out", default=str(Path(__file__).with_name("fuzz_bitstreams.json")))
+    p.add_argument("--out", type=Path, help="default: benchmarks/fuzz_bitstreams_seed<SEED>.json")
+    p.add_argument("--summary", action="store_true", help="add up the runs' files instead of fuzzing")
     p.add_argument("--failures-dir", type=Path, default=Path(tempfile.gettempdir()) / "lic-fuzz-failures")
     args = p.parse_args()
+    if args.summary:
+        summarise()
+        return
 
     tally = Tally()
     ort_threads = max(1, (os.cpu_count() or 1) // args.workers)  # the workers share the cores, not oversubscribe them
@@ -169,9 +178,28 @@ def main() -> None:
         "inputs_changing": dict(changes.most_common()),
         "failures": failures[:20],
     }
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or HERE / f"fuzz_bitstreams_seed{args.seed}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
     if report["failures_total"]:
-        raise SystemExit(f"failures found: see the table, {args.out} and {args.failures_dir}")
+        raise SystemExit(f"failures found: see the table, {out} and {args.failures_dir}")
+
+
+def summarise() -> None:
+    """Every run's file, in the order they ran (by seed), added up into fuzz_bitstreams.json."""
+    runs = sorted((json.loads(path.read_text()) for path in HERE.glob("fuzz_bitstreams_seed*.json")), key=lambda r: r["seed"])
+    rows = [{k: run[k] for k in ("seed", "date", "machine", "workers", "seconds", "inputs", "inputs_per_second", "failures_total")}
+            for run in runs]
+    last_failing = max((i for i, r in enumerate(rows) if r["failures_total"]), default=-1)
+    total = sum(r["inputs"] for r in rows)
+    summary = {"runs": rows, "inputs": total, "failures": sum(r["failures_total"] for r in rows),
+               "one_million_inputs": total >= MILLION,
+               "inputs_since_last_failing_run": sum(r["inputs"] for r in rows[last_failing + 1:]),
+               "note": "each failure was fixed, with a test, before the next run (README, Reliability)"}
+    print("| seed | date | inputs | seconds | inputs/s | failures |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['seed']} | {r['date']} | {r['inputs']:,} | {r['seconds']:,.0f} | {r['inputs_per_second']:.1f} | {r['failures_total']} |")
+    print(f"{total:,} inputs in all, {summary['failures']} failures; {summary['inputs_since_last_failing_run']:,} since the last run that found one")
+    (HERE / "fuzz_bitstreams.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
