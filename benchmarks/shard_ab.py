@@ -20,7 +20,7 @@ both arms are evaluated per image on Kodak and the hires photos at qualities 1, 
 estimated from the entropy model's likelihoods (the coded size is within about 1% of it), PSNR of the
 rounded 8-bit output. BD-rates (PCHIP) per image: each arm against the release, and native against
 legacy; then the means. A small model on the CPU is a proxy for what a lease's default would gain,
-not a measurement of it. Prints tables and writes benchmarks/shard_ab.json.
+not a measurement of it. Prints tables and writes benchmarks/shard_ab_<steps>.json.
 """
 from __future__ import annotations
 
@@ -143,8 +143,9 @@ def main() -> None:
     p.add_argument("--kodak-limit", type=int, default=24)
     p.add_argument("--hires-limit", type=int, default=27)
     p.add_argument("--work", type=Path, default=Path("/tmp/shard-ab"))
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "shard_ab.json")
+    p.add_argument("--out", type=Path, help="default: benchmarks/shard_ab_<steps>.json")
     a = p.parse_args()
+    a.out = a.out or ROOT / "benchmarks" / f"shard_ab_{a.steps}.json"
 
     a.work.mkdir(parents=True, exist_ok=True)
     if not (a.work / "legacy").exists():
