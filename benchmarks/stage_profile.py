@@ -8,7 +8,10 @@ Python process, py-spy) and per operator (onnxruntime's own per-node profile of 
    the innermost stage function on their stack (STAGES below), the rest to "other".
 2. For each graph of the model, onnxruntime's profiler times every node over 3 runs at the shapes a
    512 px tile with 32 px context has (576 px windows); node times are summed per operator type.
-Prints both tables and writes benchmarks/stage_profile.json. Needs py-spy (pip install py-spy) and ptrace
+3. Whether the NCHWc layout reorders that onnxruntime inserts around g_a's and g_s's convolutions pay
+   for themselves: each graph timed with and without the ``NchwcTransformer`` optimizer, interleaved,
+   7 runs each, medians.
+Prints the tables and writes benchmarks/stage_profile.json. Needs py-spy (pip install py-spy) and ptrace
 rights over the child (root, or ptrace_scope 0).
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +127,30 @@ def operator_profile(model_id: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def layout_ablation(model_id: str, repeats: int = 7) -> dict[str, dict[str, float]]:
+    """Median ms per 576 px window of g_a and g_s with onnxruntime's NCHWc layout transformer and without."""
+    from service.codec.zoo import load_model
+
+    package = load_model(model_id)
+    out = {}
+    for graph in ("g_a", "g_s"):
+        path = str(package.directory / f"{graph}.onnx")
+        feeds = graph_inputs(onnx.load(path), graph, package)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        sessions = {"nchwc": ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]),
+                    "plain": ort.InferenceSession(path, options, providers=["CPUExecutionProvider"],
+                                                  disabled_optimizers=["NchwcTransformer"])}
+        times: dict[str, list[float]] = {name: [] for name in sessions}
+        for _ in range(repeats + 1):  # the first round warms up
+            for name, session in sessions.items():
+                start = time.perf_counter()
+                session.run(None, feeds)
+                times[name].append(1000 * (time.perf_counter() - start))
+        out[graph] = {f"{name}_ms": round(float(np.median(t[1:])), 1) for name, t in times.items()}
+    return out
+
+
 def main() -> None:
     from service.codec.zoo import DEFAULT_MODEL
 
@@ -139,11 +167,15 @@ def main() -> None:
     for graph, row in operators.items():
         top = ", ".join(f"{op} {share:.0f}%" for op, share in list(row["share_percent"].items())[:6])
         print(f"{graph:6} {row['total_ms_per_run']:8.1f} ms per 576 px window: {top}")
+    layouts = layout_ablation(args.model)
+    for graph, row in layouts.items():
+        print(f"{graph:6} with NCHWc reorders {row['nchwc_ms']:.1f} ms, without {row['plain_ms']:.1f} ms per 576 px window")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, onnxruntime {ort.__version__}, Python {platform.python_version()}"
     out = ROOT / "benchmarks" / "stage_profile.json"
     out.write_text(json.dumps({"machine": machine, "model": args.model, "image": args.image.name, "quality": args.quality,
                                "command": "benchmarks/stage_profile.py " + " ".join(sys.argv[1:]),
-                               "stage_share_percent": stages, "operators": operators}, indent=1) + "\n")
+                               "stage_share_percent": stages, "operators": operators,
+                               "nchwc_layout_ms": layouts}, indent=1) + "\n")
     print(f"wrote {out}")
 
 
