@@ -60,11 +60,10 @@ class Arm:
 ARMS = {"legacy": Arm(per_image=16, min_scale=0.5), "native": Arm(per_image=64, min_scale=1.0)}
 
 
-def legacy_shard(dst: Path, src: Path) -> int:
+def legacy_shard(dst: Path, src: Path) -> None:
     """The shard of leases 1-5 (``python -m models.shard SRC DST --quality 84 --scale 0.55 --min-side 272``
-    before db34f08): bytes written."""
+    before db34f08)."""
     dst.mkdir(parents=True, exist_ok=True)
-    total = 0
     for path in image_files(src):
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -73,18 +72,16 @@ def legacy_shard(dst: Path, src: Path) -> int:
             if target < short:
                 f = target / short
                 im = im.resize((round(im.width * f), round(im.height * f)), Image.Resampling.LANCZOS)
-            out = dst / f"{path.stem}.jpg"
-            im.save(out, quality=84, subsampling=0)
-        total += out.stat().st_size
-    return total
+            im.save(dst / f"{path.stem}.jpg", quality=84, subsampling=0)
 
 
 def train_arms(work: Path, model: str, steps: int, batch: int) -> dict[str, float]:
     """Both fine-tunes at once, one thread each; wall seconds per arm."""
     procs, seconds, started = {}, {}, time.monotonic()
+    shape = architecture_args(model)
     with contextlib.ExitStack() as logs:
         for name, arm in ARMS.items():
-            command = [sys.executable, "-m", "models.train", "--arch", "mean-scale", "--widths", widths_of(model),
+            command = [sys.executable, "-m", "models.train", *shape,
                        "--init-from", str(release_source(model)), "--data", str(work / name), "--run", str(work / "runs" / name),
                        "--patch", "256", "--batch", str(batch), "--per-image", str(arm.per_image), "--min-scale", str(arm.min_scale),
                        "--lr", "1e-4", "--warmup-steps", "200", "--decay-from", "0.3", "--steps", str(steps),
@@ -99,9 +96,11 @@ def train_arms(work: Path, model: str, steps: int, batch: int) -> dict[str, floa
     return seconds
 
 
-def widths_of(model: str) -> str:
-    _, state = load_checkpoint(release_source(model))
-    return ",".join(f"{k}={v}" for k, v in state["config"].items() if k != "architecture")
+def architecture_args(model: str) -> list[str]:
+    """``lic train``'s --arch and --widths for the release's own architecture."""
+    config = dict(load_checkpoint(release_source(model))[1]["config"])
+    architecture = config.pop("architecture")
+    return ["--arch", architecture, "--widths", ",".join(f"{k}={v}" for k, v in config.items())]
 
 
 def curves(checkpoint: Path, folder: Path, limit: int) -> dict[str, list[tuple[float, float]]]:
@@ -149,13 +148,13 @@ def main() -> None:
 
     a.work.mkdir(parents=True, exist_ok=True)
     if not (a.work / "legacy").exists():
-        legacy_bytes = legacy_shard(a.work / "legacy", DATA / "train")
-    else:
-        legacy_bytes = sum(f.stat().st_size for f in (a.work / "legacy").iterdir())
+        legacy_shard(a.work / "legacy", DATA / "train")
+    legacy_photos = image_files(a.work / "legacy")
+    legacy_bytes = sum(f.stat().st_size for f in legacy_photos)
     if not (a.work / "native").exists():
         shard.pack([DATA / "train", DATA / "train-hires"], a.work / "native", a.seed, legacy_bytes)
     native = json.loads((a.work / "native.json").read_text())
-    print(f"shards: legacy {legacy_bytes / 2**20:.1f} MiB ({len(image_files(a.work / 'legacy'))} photos), "
+    print(f"shards: legacy {legacy_bytes / 2**20:.1f} MiB ({len(legacy_photos)} photos), "
           f"native {native['bytes'] / 2**20:.1f} MiB ({native['regions']} regions of {native['photos']} photos)")
 
     seconds = train_arms(a.work, a.model, a.steps, a.batch)
@@ -181,7 +180,7 @@ def main() -> None:
     a.out.write_text(json.dumps({
         "machine": machine(), "model": a.model, "steps": a.steps, "batch": a.batch, "patch": 256,
         "qualities": QUALITIES, "arms": {k: asdict(v) for k, v in ARMS.items()}, "train_seconds": seconds,
-        "shards": {"legacy_bytes": legacy_bytes, "legacy_photos": len(image_files(a.work / "legacy")), "native": native},
+        "shards": {"legacy_bytes": legacy_bytes, "legacy_photos": len(legacy_photos), "native": native},
         **results}, indent=1) + "\n")
     print(f"wrote {a.out}")
 
