@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.weight_budget import BUDGET_BYTES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,8 +40,10 @@ def test_history_pending_and_over_budget(tmp_path):
     (repo / "zoo" / "new" / "b.pt").write_bytes(weights[:500_000] + b"x")  # new content
     (repo / "zoo" / "new" / "old.npz").write_bytes(weights)  # content already in the history
     out = budget(repo, "zoo/new")
-    assert out.returncode == 0 and "+ 0.5 MB new in 1 files = 1.5 MB of 300 MB" in out.stdout
+    budget_mb = BUDGET_BYTES // 1_000_000
+    assert out.returncode == 0 and f"+ 0.5 MB new in 1 files = 1.5 MB of {budget_mb} MB" in out.stdout
 
-    (repo / "zoo" / "new" / "huge.onnx").write_bytes(b"\0" * 299_000_000)
+    with open(repo / "zoo" / "new" / "huge.onnx", "wb") as huge:  # sparse: 1 MB short of the budget
+        huge.truncate(BUDGET_BYTES - 1_000_000)
     out = budget(repo, "zoo/new")
-    assert out.returncode == 1 and "= 300.5 MB of 300 MB" in out.stdout
+    assert out.returncode == 1 and f"= {budget_mb + 0.5:.1f} MB of {budget_mb} MB" in out.stdout
