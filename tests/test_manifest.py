@@ -34,7 +34,7 @@ def test_tampered_manifests_are_refused(tmp_path, tamper, message):
 
 
 def test_saving_keeps_an_older_manifest_as_it_was(tmp_path):
-    source = ZOO_DIR / "ms-64-96-r2" / "manifest.json"  # format 1: no package_format, no training.seconds
+    source = ZOO_DIR / "c2f-64-96-r7" / "manifest.json"  # format 1: no package_format, no training.seconds
     target = tmp_path / "manifest.json"
     Manifest.load(source).save(target)
     assert json.loads(target.read_text()) == json.loads(source.read_text())

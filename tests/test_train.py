@@ -167,8 +167,8 @@ def test_a_format_1_package_points_to_its_checkpoint():
     from models.release import LEGACY_CHECKPOINTS, ZOO, load_checkpoint, release_source
 
     with pytest.raises(ValueError, match="format-1 package"):
-        load_checkpoint(ZOO / "ms-64-96-r2")
-    assert release_source("ms-64-96-r2") == LEGACY_CHECKPOINTS / "ms-64-96-r2.pt"
+        load_checkpoint(ZOO / "c2f-64-96-r7")
+    assert release_source("c2f-64-96-r7") == LEGACY_CHECKPOINTS / "c2f-64-96-r7.pt"
 
 
 def test_rounded_latents_without_straight_through():
