@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -236,6 +237,12 @@ DATA = {  # training folders, in words for the manifest
 
 
 def training_data(folder: str | None) -> str:
+    """The training folder in words: a models/shard.py shard by the summary it wrote beside itself."""
+    summary = Path(folder).parent / f"{Path(folder).name}.json" if folder else None
+    if summary and summary.is_file():
+        shard = json.loads(summary.read_text())
+        return (f"a native-scale shard of shared/data/train and train-hires (models/shard.py, seed {shard['seed']}: "
+                f"{shard['regions']} regions of {shard['region']} px from {shard['photos']} photos, {shard['bytes'] / 2**20:.0f} MiB)")
     return DATA.get(folder or "", folder or "not recorded")
 
 

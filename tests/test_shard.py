@@ -44,3 +44,11 @@ def test_pack_fills_the_budget_with_native_regions(sources, tmp_path):
     pack(sources, tmp_path / "other", seed=2, budget=budget, region=256, patch=128)
     read = lambda name: [f.read_bytes() for f in sorted((tmp_path / name).iterdir())]
     assert read("again") == read("shard") != read("other")
+
+
+def test_a_release_manifest_names_its_shard(sources, tmp_path):
+    from models.export import training_data
+
+    summary = pack(sources, tmp_path / "shard", seed=3, budget=600_000, region=256, patch=128)
+    words = training_data(str(tmp_path / "shard"))
+    assert f"seed 3: {summary['regions']} regions of 256 px from 3 photos" in words
