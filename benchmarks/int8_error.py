@@ -33,6 +33,7 @@ from models.data import image_files, load_rgb
 from models.release import load_package
 from service.bench.speed import machine
 from service.codec import Codec
+from service.codec.image_io import psnr
 from service.codec.zoo import DEFAULT_MODEL, load_model
 
 QUALITIES = [1.0, 2.0, 4.0, 6.0, 8.0]
@@ -82,9 +83,9 @@ def synthesize(g_s: torch.nn.Sequential, y_hat: torch.Tensor, bits: int | None, 
     return x
 
 
-def psnr(x_hat: torch.Tensor, x: np.ndarray) -> float:
-    pixels = np.round(np.clip(x_hat[0].numpy().transpose(1, 2, 0), 0, 1) * 255)
-    return float(10 * np.log10(255**2 / np.mean((pixels - x.astype(np.float64)) ** 2)))
+def psnr8(x_hat: torch.Tensor, rgb: np.ndarray) -> float:
+    """PSNR of the synthesis output rounded to 8-bit RGB, as the codec delivers it."""
+    return psnr(np.round(np.clip(x_hat[0].numpy().transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8), rgb)
 
 
 def main() -> None:
@@ -106,9 +107,9 @@ def main() -> None:
             qualities = np.full(1, q, np.float32)
             _, latents = coder.encode(y_raw, qualities)
             y_hat = torch.from_numpy(coder.synthesis_feeds(latents, qualities)["y_hat"])
-            reference = psnr(model.g_s(y_hat), rgb)
+            reference = psnr8(model.g_s(y_hat), rgb)
             for name, (bits, ranges) in VARIANTS.items():
-                loss[name][q].append(reference - psnr(synthesize(model.g_s, y_hat, bits, ranges), rgb))
+                loss[name][q].append(reference - psnr8(synthesize(model.g_s, y_hat, bits, ranges), rgb))
         print(f"{path.name} done", flush=True)
     table = {name: {str(q): round(float(np.mean(v)), 3) for q, v in per_q.items()} for name, per_q in loss.items()}
     print("\nPSNR lost against float g_s (dB, mean over images), by quality")
