@@ -91,6 +91,26 @@ def test_committed_rows_count_as_cached(tmp_path, crops):
     assert len(runner.run([upgraded], images, tmp_path / "fresh-cache", progress=False, committed=tmp_path / "rows.csv")) == 4
 
 
+def test_rows_of_models_that_left_the_zoo_stay_in_the_report(tmp_path, crops):
+    """A committed rows.csv with a retired model (measured in full on these images) and one measured on
+    other images only: the report keeps the first as measured and leaves out the second."""
+    images = runner.load_images(crops)
+    jpeg = dataclasses.replace(classical_codecs()["JPEG 4:2:0"], settings=[30, 70])
+    measured = runner.run([jpeg], images, tmp_path / "cache", progress=False)
+    retired = [{**row, "codec": "ms-0-0-r1", "version": "gone"} for row in measured]
+    partial = [{**row, "codec": "ms-0-0-r2", "version": "gone"} for row in measured if row["image"] == "a.png"]
+    out = tmp_path / "out"
+    out.mkdir()
+    report.write_csv(measured + retired + partial, out / "rows.csv")
+
+    results = benchmark(crops, out, tmp_path / "cache", codec_names=["JPEG 4:2:0"], speed_images=0, progress=False)
+    assert set(results["curves"]) == {"JPEG 4:2:0", "ms-0-0-r1"}
+    assert results["curves"]["ms-0-0-r1"] == report.mean_curves(retired)["ms-0-0-r1"]
+    assert "**ms-0-0-r1**" in (out / "report.md").read_text()
+    with (out / "rows.csv").open() as f:
+        assert sum(row["codec"] == "ms-0-0-r1" for row in csv.DictReader(f)) == len(retired)
+
+
 def test_a_codec_that_decodes_the_wrong_size_is_refused(crops):
     image = runner.load_images(crops)[0]
     jpeg = classical_codecs()["JPEG 4:2:0"]

@@ -4,7 +4,8 @@ MS-SSIM on the 8-bit RGB output, encode and decode wall time.
 Results are cached per codec in ``<cache>/<codec>.jsonl``, keyed by the image's sha256 and the
 setting, and tagged with the codec's version (library version or model fingerprint): a rerun only
 computes what is new or changed. Rows of the same versions in the output's committed ``rows.csv``
-count as cached, so a fresh checkout does not remeasure them. Times in cached rows are those of the
+count as cached, so a fresh checkout does not remeasure them (and rows of models that have left the
+zoo stay in the report as they were measured: see ``suite.retired_rows``). Times in cached rows are those of the
 run that made them; the side-by-side speed table comes from ``speed.py``, which is never cached.
 """
 from __future__ import annotations
@@ -86,14 +87,20 @@ def _cached(path: Path, codec: BenchCodec) -> dict[tuple[str, float], dict]:
     return {(row["sha256"], float(row["setting"])): row for row in current}
 
 
-def _committed(rows_csv: Path | None, codec: BenchCodec) -> dict[tuple[str, float], dict]:
-    """This codec version's rows in a committed ``rows.csv``: a fresh checkout reruns only what changed."""
+def read_rows(rows_csv: Path | None) -> list[dict]:
+    """The rows of a committed ``rows.csv`` (none if there is none), typed as ``measure`` writes them."""
     if rows_csv is None or not rows_csv.exists():
-        return {}
+        return []
     with rows_csv.open(newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row["codec"] == codec.name and row["version"] == codec.version]
+        rows = list(csv.DictReader(f))
     for row in rows:
         row.update({k: int(row[k]) for k in INT_FIELDS} | {k: float(row[k]) for k in FLOAT_FIELDS})
+    return rows
+
+
+def _committed(rows_csv: Path | None, codec: BenchCodec) -> dict[tuple[str, float], dict]:
+    """This codec version's rows in a committed ``rows.csv``: a fresh checkout reruns only what changed."""
+    rows = [row for row in read_rows(rows_csv) if row["codec"] == codec.name and row["version"] == codec.version]
     return {(row["sha256"], row["setting"]): row for row in rows}
 
 

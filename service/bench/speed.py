@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from functools import partial
 from pathlib import Path
@@ -67,10 +68,22 @@ def measure_speed(codecs: list[BenchCodec], images: list[BenchImage], repeats: i
     return rows
 
 
+def vector_isa() -> str:
+    """The CPU's widest vector extensions, which onnxruntime's kernels pick by: a learned codec's speed
+    depends on them as much as on the core count (Linux's /proc/cpuinfo; elsewhere unknown)."""
+    try:
+        flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE).group(1).split())
+    except (OSError, AttributeError):
+        return "ISA unknown"
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return isa + (" with VNNI" if flags & {"avx512_vnni", "avx_vnni"} else "")
+
+
 def machine() -> str:
     import onnxruntime
 
-    return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}, onnxruntime {onnxruntime.__version__}"
+    return (f"{platform.machine()} {os.cpu_count()} cores ({vector_isa()}), {platform.system()}, "
+            f"onnxruntime {onnxruntime.__version__}")
 
 
 def speed_markdown(rows: list[dict]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from service.bench import report, runner, speed
 from service.bench.codecs import BenchCodec, classical_codecs, learned_codecs
-from service.codec.zoo import DEFAULT_MODEL
+from service.codec.zoo import DEFAULT_MODEL, available_models
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "kodak"
@@ -37,6 +37,20 @@ def select_codecs(names: list[str] | None, models: list[str] | None, refine: int
     return [available[n] for n in names]
 
 
+def retired_rows(rows_csv: Path, images: list[runner.BenchImage]) -> list[dict]:
+    """Committed rows of models that have left the zoo, kept where they cover every one of these images:
+    the report keeps them as they were measured, so a release's table still shows what it replaced."""
+    current = set(classical_codecs()) | set(available_models())
+    by_codec: dict[str, list[dict]] = {}
+    for row in runner.read_rows(rows_csv):
+        if row["codec"].split(" refine ")[0] not in current:
+            by_codec.setdefault(row["codec"], []).append(row)
+    wanted = {im.sha256 for im in images}
+    return [row for rows in by_codec.values()
+            if all({r["sha256"] for r in rows if r["setting"] == s} == wanted for s in {r["setting"] for r in rows})
+            for row in rows]
+
+
 def benchmark(
     images_dir: Path,
     out: Path,
@@ -52,10 +66,12 @@ def benchmark(
     images = runner.load_images(images_dir)
     codecs = select_codecs(codec_names, models, refine)
     rows = runner.run(codecs, images, cache or REPO / "runs" / "bench-cache" / Path(images_dir).name, progress, out / "rows.csv")
+    retired = retired_rows(out / "rows.csv", images)
+    rows += retired
     curves = report.mean_curves(rows)
     references = report.load_references(anchors) if anchors else {}
     bd = report.bd_table({**curves, **references})
-    learned = {c.name for c in codecs if c.learned}
+    learned = {c.name for c in codecs if c.learned} | {row["codec"] for row in retired}
     subject = DEFAULT_MODEL if DEFAULT_MODEL in learned else next((c.name for c in codecs if c.learned), None)
     per_image = report.per_image_bd(rows, subject) if subject else []
 
