@@ -19,7 +19,10 @@ Then
 
     .venv/bin/python benchmarks/c2f_hires.py
 
-prints the tables and writes benchmarks/c2f_hires.json.
+prints the tables and writes benchmarks/c2f_hires.json. ``ms-64-96-r2`` has since left the zoo (its
+successor ``ms-64-96-r3`` was fine-tuned on native-scale crops, so it is no longer the same-data
+reference); its rows stay in the committed rows.csv files, which is all this script reads. Measuring
+it again needs its package back: ``git checkout db34f08 -- models/zoo/ms-64-96-r2 models/checkpoints/ms-64-96-r2.pt``.
 """
 from __future__ import annotations
 

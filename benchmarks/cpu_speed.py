@@ -9,7 +9,7 @@ and the table gives the mean over images, in ms per image and megapixels per sec
 that the issue's targets are stated in. Codecs:
 - the default model through the library (``Codec``: 512 px tiles, onnxruntime), fp32 and with the
   int8 transforms of ``benchmarks/int8.py`` (calibrated here, on ../shared/data/train), and the N=64
-  release (``ms-64-96-r2``), to show what a narrower network buys;
+  release (``ms-64-96-r3``), to show what a narrower network buys;
 - CompressAI 1.2.8's ``mbt2018_mean`` at the same widths (N=128, M=192; PyTorch eager, its C++ rANS;
   random weights), in a separate interpreter (``benchmarks/compressai_timer.py``), when given;
 - Pillow AVIF (aom, speed 6) and WebP (method 6) at their middle setting.
@@ -94,8 +94,8 @@ def main() -> None:
                                                  package.id, "fp32", "", [4.0]),
             f"{package.id} int8": learned_codec(Codec(backend_factory=partial(SwappedBackend, graphs=int8, threads=THREADS)),
                                                  package.id, "int8", "", [4.0]),
-            "ms-64-96-r2 fp32 (N=64)": learned_codec(Codec(backend_factory=partial(SwappedBackend, graphs={}, threads=THREADS)),
-                                                     "ms-64-96-r2", "fp32", "", [4.0]),
+            "ms-64-96-r3 fp32 (N=64)": learned_codec(Codec(backend_factory=partial(SwappedBackend, graphs={}, threads=THREADS)),
+                                                     "ms-64-96-r3", "fp32", "", [4.0]),
             "AVIF (speed 6)": classical["AVIF"],
             "WebP (method 6)": classical["WebP"],
         }

@@ -5,9 +5,10 @@ as coded) against the same latents left unquantised. If the two are close, more 
 more quality: the analysis/synthesis transforms are the ceiling, and only a wider model (or more
 training of the transforms) lifts it.
 
-    .venv/bin/python benchmarks/latent_ceiling.py [--kodak DIR] models/checkpoints/ms-64-96-r2.pt models/zoo/ms-128-192-r6
+    .venv/bin/python benchmarks/latent_ceiling.py [--kodak DIR] models/zoo/ms-64-96-r3 models/zoo/ms-128-192-r6
 
-(a checkpoint, or a format-2 package's folder). benchmarks/latent_ceiling.json holds those two; an
+(a checkpoint, or a format-2 package's folder). benchmarks/latent_ceiling.json holds ms-64-96-r2's
+checkpoint (now in git history) and the default; an
 earlier run also had ms-64-96.pt (33.0 coded, 33.1 unquantised: `git show 0cd9e13:benchmarks/latent_ceiling.json`).
 
 Models whose synthesis is g_s alone (factorized, hyperprior, mean-scale). Prints a table and writes

@@ -241,7 +241,7 @@ def forged_streams(draw) -> Forged:
         elif name == "flags":
             f.flags = draw(st.sampled_from([0, 1, 2, 3, 0x80]) | _u(8))
         elif name == "model":
-            model = draw(st.sampled_from(sorted(ids)) | st.sampled_from(["", "no-such-model", "../ms-64-96-r2", "x" * 255]))
+            model = draw(st.sampled_from(sorted(ids)) | st.sampled_from(["", "no-such-model", "../ms-64-96-r3", "x" * 255]))
             f.model_id = draw(st.just(model.encode()) | st.binary(max_size=40))  # raw bytes: maybe not UTF-8
             if model in ids and draw(st.booleans()):  # a forger copies the fingerprint that goes with the id
                 f.fingerprint = ids[model]

@@ -9,7 +9,7 @@ from service.codec import bitstream
 from service.codec.errors import BitstreamError
 
 
-MODEL_ID = "ms-64-96-r2"
+MODEL_ID = "ms-64-96-r3"
 
 
 def sample(context: int = 32) -> bytes:

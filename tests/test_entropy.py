@@ -8,7 +8,7 @@ from service.codec.zoo import load_model
 
 @pytest.fixture(scope="module")
 def gaussian_tables() -> FrequencyTables:
-    return load_model("ms-64-96-r2").gaussian_tables
+    return load_model("ms-64-96-r3").gaussian_tables
 
 
 def roundtrip(values, ids, tables):

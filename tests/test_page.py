@@ -101,7 +101,7 @@ def test_upload_compare_split_and_download_in_chromium(service, browser, crop):
     assert browser.title.startswith("lic")
     wait(browser, lambda: len(Select(browser.find_element(By.ID, "model")).options) > 1)
     models = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "model")).options]
-    assert {"ms-128-192-r6", "ms-64-96-r2", "c2f-64-96-r7"} <= set(models)
+    assert {"ms-128-192-r6", "ms-64-96-r3", "c2f-64-96-r7"} <= set(models)
 
     # No key: choosing the file runs the request at once; the problem+json answer is shown, the key field gets focus.
     browser.find_element(By.ID, "file").send_keys(str(crop))
@@ -114,7 +114,7 @@ def test_upload_compare_split_and_download_in_chromium(service, browser, crop):
     quality = browser.find_element(By.ID, "quality")
     quality.send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * 5)
     assert quality.get_attribute("value") == "6" and text(browser, "quality-out") == "6"
-    Select(browser.find_element(By.ID, "model")).select_by_value("ms-64-96-r2")
+    Select(browser.find_element(By.ID, "model")).select_by_value("ms-64-96-r3")
     browser.find_element(By.ID, "run").click()
     wait(browser, lambda: "same size below" in text(browser, "status") or browser.find_element(By.ID, "error").is_displayed())
     assert not browser.find_element(By.ID, "error").is_displayed(), text(browser, "error")
@@ -124,7 +124,7 @@ def test_upload_compare_split_and_download_in_chromium(service, browser, crop):
     lic_bytes = int(text(browser, "lic-bytes").split()[0].replace(",", ""))
     bpp = float(text(browser, "bpp"))
     assert bpp == pytest.approx(lic_bytes * 8 / (CROP[0] * CROP[1]), abs=1e-4) and 0.2 < bpp < 4
-    assert "ms-64-96-r2 at quality 6" in text(browser, "size")
+    assert "ms-64-96-r3 at quality 6" in text(browser, "size")
     assert float(text(browser, "ratio").split()[0]) == pytest.approx(crop.stat().st_size / lic_bytes, abs=0.06)
     assert 25 < float(text(browser, "psnr").split()[0]) < 50
 
@@ -151,7 +151,7 @@ def test_upload_compare_split_and_download_in_chromium(service, browser, crop):
     avif = browser.find_element(By.CSS_SELECTOR, "#codecs tr[data-codec=avif] a")
     assert re.fullmatch(r"kodim01-crop\.avif\.q\d+\.avif", avif.get_attribute("download"))
     browser.find_element(By.CSS_SELECTOR, "#codecs tr[data-codec=lic] input[type=radio]").click()
-    assert text(browser, "decoded-caption") == "ms-64-96-r2"
+    assert text(browser, "decoded-caption") == "ms-64-96-r3"
 
     # Zoom 200%: both images at twice their pixels (a small image is never enlarged to fit).
     decoded = browser.find_element(By.ID, "decoded")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.service_harness import REPO
 
-MODELS = ("c2f-64-96-r7", "ms-128-192-r6", "ms-64-96-r2")
+MODELS = ("c2f-64-96-r7", "ms-128-192-r6", "ms-64-96-r3")
 
 
 def run(*args, **kwargs) -> subprocess.CompletedProcess:
