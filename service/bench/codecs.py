@@ -118,6 +118,11 @@ def refined_name(model_id: str, steps: int) -> str:
     return f"{model_id} refine {steps}"
 
 
+def model_of(name: str) -> str:
+    """The model behind a learned codec's name (``refined_name`` undone)."""
+    return name.split(" refine ")[0]
+
+
 def refinement_version(steps: int) -> str:
     """What refined bytes depend on besides the model: the steps and the method's constants."""
     return f"refine {steps} (SGA, Adam lr {LEARNING_RATE}, temperature {TEMPERATURE})"

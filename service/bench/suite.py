@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from service.bench import report, runner, speed
-from service.bench.codecs import BenchCodec, classical_codecs, learned_codecs
+from service.bench.codecs import BenchCodec, classical_codecs, learned_codecs, model_of
 from service.codec.zoo import DEFAULT_MODEL, available_models
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def retired_rows(rows_csv: Path, images: list[runner.BenchImage]) -> list[dict]:
     current = set(classical_codecs()) | set(available_models())
     by_codec: dict[str, list[dict]] = {}
     for row in runner.read_rows(rows_csv):
-        if row["codec"].split(" refine ")[0] not in current:
+        if model_of(row["codec"]) not in current:
             by_codec.setdefault(row["codec"], []).append(row)
     wanted = {im.sha256 for im in images}
     return [row for rows in by_codec.values()
