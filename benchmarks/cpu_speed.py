@@ -33,7 +33,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from int8 import SwappedBackend, int8_graphs
+from int8 import WEIGHT_BITS, SwappedBackend, int8_graphs
 from models.data import image_files
 from service.bench.codecs import BenchCodec, classical_codecs, learned_codec
 from service.bench.speed import machine, mid_setting
@@ -135,7 +135,7 @@ def main() -> None:
         print(f"{name:42} {r['bpp']:6.3f} {r['encode_ms']:8.0f} {r['decode_ms']:8.0f} {r['encode_mp_s']:9.2f} {r['decode_mp_s']:9.2f}")
     for name, r in ratios.items():
         print(f"{name}: encode {r['encode_speedup']}x, decode {r['decode_speedup']}x")
-    report = {"machine": machine(), "threads": THREADS, "images": [f.name for f in files], "repeats": args.repeats,
+    report = {"machine": machine(), "threads": THREADS, "int8_weight_bits": WEIGHT_BITS, "images": [f.name for f in files], "repeats": args.repeats,
               "quality": 4.0, "command": "benchmarks/cpu_speed.py " + " ".join(sys.argv[1:]), "codecs": rows, "speedups": ratios,
               "fp32_decode_ms_per_megapixel": round(ours["decode_ms"] / (np.mean(pixels) / 1e6), 1)}
     (ROOT / "benchmarks" / "cpu_speed.json").write_text(json.dumps(report, indent=1) + "\n")

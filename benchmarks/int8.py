@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/int8.py [--kodak DIR] [--hires DIR] [--hires-count 6] [--calibration DIR ...]
 
 Builds int8 twins of the default release's float transforms the way onnxruntime recommends (QDQ,
-per-channel int8 weights with 7 bits of range, because its u8s8 kernels saturate on AVX2 without
-VNNI; uint8 activations, ranges calibrated on random 256 px crops of training photos run through the
+per-channel int8 weights, with 7 bits of range where the CPU lacks VNNI, because onnxruntime's u8s8
+kernels saturate on AVX2 without it, and all 8 where it has VNNI (``WEIGHT_BITS``); uint8 activations, ranges calibrated on random 256 px crops of training photos run through the
 release's own float pipeline: g_a sees the pixels, g_s what decoding them at a random quality feeds it).
 onnxruntime quantises Conv but not ConvTranspose, so g_s's transposed convolutions are first rewritten
 as exact sub-pixel convolutions (3x3 Conv to 4x the channels, then DepthToSpace). The first and last
@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -38,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from models.data import image_files, load_rgb
 from service.bench.bd import bd_rate
+from service.bench.speed import machine, vector_isa
 from service.codec import Codec
 from service.codec.backend import OnnxBackend
 from service.codec.image_io import psnr
@@ -149,6 +148,9 @@ def calibration_feeds(model_id: str, crops: list[np.ndarray], seed: int) -> dict
     return feeds
 
 
+WEIGHT_BITS = 8 if "VNNI" in vector_isa() else 7  # without VNNI, onnxruntime's u8s8 kernels saturate on 8-bit weights
+
+
 def spatial_convolutions(model: onnx.ModelProto) -> list[str]:
     """The Conv nodes worth int8: kernels over 1 px that neither read a latent (a graph input other than
     the image ``x``) nor are the last (writing the latent or the pixels), where 8 bits of activation are
@@ -160,9 +162,8 @@ def spatial_convolutions(model: onnx.ModelProto) -> list[str]:
 
 
 def quantize_graph(source: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], out: Path) -> None:
-    """Static QDQ quantisation of ``spatial_convolutions``: int8 per-channel weights (7 bits of range:
-    onnxruntime's u8s8 kernels on AVX2 without VNNI saturate otherwise), uint8 activations, MinMax
-    ranges over ``feeds``."""
+    """Static QDQ quantisation of ``spatial_convolutions``: int8 per-channel weights of ``WEIGHT_BITS``,
+    uint8 activations, ranges over ``feeds``."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -178,20 +179,22 @@ def quantize_graph(source: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], 
         onnx.save(source, str(plain))
         quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, calibrate_method=CalibrationMethod.Percentile,
+                        reduce_range=WEIGHT_BITS == 7, calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"CalibPercentile": 99.999}, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=["Conv"], nodes_to_quantize=spatial_convolutions(source))
 
 
-def int8_graphs(package: ModelPackage, folders: list[Path], out_dir: Path, count: int, seed: int = 0) -> dict[str, Path]:
-    """Write int8 g_a and g_s of ``package`` into ``out_dir``; graph -> path."""
+def int8_graphs(package: ModelPackage, folders: list[Path], out_dir: Path, count: int, seed: int = 0,
+                sources: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Write int8 g_a and g_s of ``package`` (or of the float graphs in ``sources``) into ``out_dir``; graph -> path."""
     feeds = calibration_feeds(package.id, calibration_crops(folders, count, seed), seed)
+    sources = {"g_a": package.path("g_a.onnx"), "g_s": package.path("g_s.onnx")} | (sources or {})
     paths = {}
     for graph in ("g_a", "g_s"):
-        source = fold_casts(onnx.load(str(package.path(f"{graph}.onnx"))))
+        source = fold_casts(onnx.load(str(sources[graph])))
         if graph == "g_s":
             source = subpixel_deconvolutions(source)
-        paths[graph] = out_dir / f"{graph}.int8.onnx"
+        paths[graph] = out_dir / f"{Path(sources[graph]).stem}.int8.onnx"
         quantize_graph(source, feeds[graph], paths[graph])
     return paths
 
@@ -205,6 +208,27 @@ class SwappedBackend(OnnxBackend):
 
     def graph_source(self, graph: str) -> str | bytes:
         return str(self.graphs[graph]) if graph in self.graphs else super().graph_source(graph)
+
+
+def finetuned_synthesis(package: ModelPackage, state: Path, out_dir: Path) -> Path:
+    """The release with the g_s of ``models.int8_finetune``'s ``state``, exported as a release would be
+    (fp16 weights); returns the float g_s graph's path."""
+    import torch
+
+    from models.export import export_onnx
+    from models.release import load_package
+
+    model, _ = load_package(package.directory)
+    model.g_s.load_state_dict(torch.load(state, map_location="cpu")["g_s"])
+    export_onnx(model, out_dir)
+    return out_dir / "g_s.onnx"
+
+
+def torch_facts(state: Path) -> dict:
+    import torch
+
+    facts = torch.load(state, map_location="cpu")["facts"]
+    return {k: v for k, v in facts.items() if k != "log"}
 
 
 def rd_points(encoder: Codec, decoder: Codec, model: str, files: list[Path]) -> list[tuple[float, float]]:
@@ -241,10 +265,10 @@ def main() -> None:
     p.add_argument("--hires-count", type=int, default=6, help="the first N photos of --hires")
     p.add_argument("--calibration", type=Path, nargs="+", default=[shared / "train", shared / "train-hires"])
     p.add_argument("--crops", type=int, default=64)
+    p.add_argument("--synthesis", type=Path, help="also rate this g_s of models.int8_finetune, float and int8")
     args = p.parse_args()
     package = load_model(DEFAULT_MODEL)
-    report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, onnxruntime {ort.__version__}",
-                    "model": package.id, "qualities": QUALITIES, "calibration": f"{args.crops} random 256 px crops of "
+    report: dict = {"machine": machine(), "weight_bits": WEIGHT_BITS, "model": package.id, "qualities": QUALITIES, "calibration": f"{args.crops} random 256 px crops of "
                     + ", ".join(f.name for f in args.calibration), "command": "benchmarks/int8.py " + " ".join(sys.argv[1:])}
     with tempfile.TemporaryDirectory() as tmp:
         int8 = int8_graphs(package, args.calibration, Path(tmp), args.crops)
@@ -259,12 +283,23 @@ def main() -> None:
         }
         fp32 = Codec()
         int8_codec = Codec(backend_factory=partial(SwappedBackend, graphs=int8))
+        tuned = {}
+        if args.synthesis:
+            (Path(tmp) / "tuned").mkdir()
+            float_g_s = finetuned_synthesis(package, args.synthesis, Path(tmp) / "tuned")
+            tuned_int8 = int8_graphs(package, args.calibration, Path(tmp) / "tuned", args.crops, sources={"g_s": float_g_s})
+            report["synthesis"] = {"state": str(args.synthesis), **torch_facts(args.synthesis)}
+            tuned = {"fine-tuned g_s, float (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": float_g_s})),
+                     "fine-tuned g_s, int8 (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": tuned_int8["g_s"]})),
+                     "int8 g_s (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": int8["g_s"]}))}
         sets = {"kodak": image_files(args.kodak), "hires": image_files(args.hires)[: args.hires_count]}
         report["bd_rate_percent_vs_fp32"] = {}
         for name, files in sets.items():
             base = np.array(rd_points(fp32, fp32, package.id, files))
             rows = {"int8 g_a (encode)": np.array(rd_points(int8_codec, fp32, package.id, files)),
                     "int8 g_a and g_s": np.array(rd_points(int8_codec, int8_codec, package.id, files))}
+            for label, decoder in tuned.items():
+                rows[label] = np.array(rd_points(fp32, decoder, package.id, files))
             report["bd_rate_percent_vs_fp32"][f"{name} ({len(files)} images)"] = {
                 k: round(bd_rate(base[:, 0], base[:, 1], v[:, 0], v[:, 1]), 2) for k, v in rows.items()}
     print(json.dumps(report, indent=1))
