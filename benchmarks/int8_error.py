@@ -12,6 +12,8 @@ through g_s with
 - the activations (the IGDN outputs those layers read) rounded to uint8 over one range per tensor (what
   onnxruntime does) or one per channel, weights float;
 - both as onnxruntime does them (7-bit weights, uint8 per tensor).
+onnxruntime's QDQ graph also rounds those convolutions' outputs (IGDN's inputs) to uint8, which this
+decomposition leaves out (models/int8_finetune.py simulates it).
 Activation ranges are the 0.001 and 99.999 percentiles of the image's own activations, an oracle
 calibration: no calibration set does better, so these losses are lower bounds. Prints the PSNR lost
 against float g_s at each quality (mean over the images) and writes benchmarks/int8_error.json.
