@@ -1,6 +1,6 @@
 """Quantisation-aware fine-tune of a release's synthesis, for int8 decoding.
 
-    .venv/bin/python -m models.int8_finetune [--model ms-128-192-r6] [--minutes 45] [--out runs/int8-qat/g_s.pt] [--init PATH]
+    .venv/bin/python -m models.int8_finetune [--model ms-128-192-r6] [--minutes 40] [--out runs/int8-qat/g_s.pt] [--init PATH]
 
 onnxruntime's static int8 g_s (benchmarks/int8.py) rounds the weights of g_s's inner transposed
 convolutions per output channel, and both the IGDN outputs they read and the outputs they write (which
@@ -125,8 +125,8 @@ def main() -> None:
     p.add_argument("--crops", type=int, default=1024)
     p.add_argument("--patch", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--minutes", type=float, default=45.0)
+    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--minutes", type=float, default=40.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "int8-qat" / "g_s.pt")
