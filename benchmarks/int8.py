@@ -186,11 +186,12 @@ def quantize_graph(source: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], 
 
 def int8_graphs(package: ModelPackage, folders: list[Path], out_dir: Path, count: int, seed: int = 0,
                 sources: dict[str, Path] | None = None) -> dict[str, Path]:
-    """Write int8 g_a and g_s of ``package`` (or of the float graphs in ``sources``) into ``out_dir``; graph -> path."""
+    """Write int8 twins of ``package``'s g_a and g_s (or only of the float graphs in ``sources``, which
+    replace the package's) into ``out_dir``; graph -> path."""
     feeds = calibration_feeds(package.id, calibration_crops(folders, count, seed), seed)
-    sources = {"g_a": package.path("g_a.onnx"), "g_s": package.path("g_s.onnx")} | (sources or {})
+    sources = sources or {"g_a": package.path("g_a.onnx"), "g_s": package.path("g_s.onnx")}
     paths = {}
-    for graph in ("g_a", "g_s"):
+    for graph in sources:
         source = fold_casts(onnx.load(str(sources[graph])))
         if graph == "g_s":
             source = subpixel_deconvolutions(source)
@@ -210,25 +211,16 @@ class SwappedBackend(OnnxBackend):
         return str(self.graphs[graph]) if graph in self.graphs else super().graph_source(graph)
 
 
-def finetuned_synthesis(package: ModelPackage, state: Path, out_dir: Path) -> Path:
-    """The release with the g_s of ``models.int8_finetune``'s ``state``, exported as a release would be
-    (fp16 weights); returns the float g_s graph's path."""
-    import torch
-
+def finetuned_synthesis(package: ModelPackage, g_s: dict, out_dir: Path) -> Path:
+    """The release with the g_s state ``g_s`` (from ``models.int8_finetune``), exported as a release
+    would be (fp16 weights); returns the float g_s graph's path."""
     from models.export import export_onnx
     from models.release import load_package
 
     model, _ = load_package(package.directory)
-    model.g_s.load_state_dict(torch.load(state, map_location="cpu")["g_s"])
+    model.g_s.load_state_dict(g_s)
     export_onnx(model, out_dir)
     return out_dir / "g_s.onnx"
-
-
-def torch_facts(state: Path) -> dict:
-    import torch
-
-    facts = torch.load(state, map_location="cpu")["facts"]
-    return {k: v for k, v in facts.items() if k != "log"}
 
 
 def rd_points(encoder: Codec, decoder: Codec, model: str, files: list[Path]) -> list[tuple[float, float]]:
@@ -285,10 +277,13 @@ def main() -> None:
         int8_codec = Codec(backend_factory=partial(SwappedBackend, graphs=int8))
         tuned = {}
         if args.synthesis:
+            import torch
+
+            state = torch.load(args.synthesis, map_location="cpu")
             (Path(tmp) / "tuned").mkdir()
-            float_g_s = finetuned_synthesis(package, args.synthesis, Path(tmp) / "tuned")
+            float_g_s = finetuned_synthesis(package, state["g_s"], Path(tmp) / "tuned")
             tuned_int8 = int8_graphs(package, args.calibration, Path(tmp) / "tuned", args.crops, sources={"g_s": float_g_s})
-            report["synthesis"] = {"state": str(args.synthesis), **torch_facts(args.synthesis)}
+            report["synthesis"] = {"state": str(args.synthesis), **{k: v for k, v in state["facts"].items() if k != "log"}}
             tuned = {"fine-tuned g_s, float (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": float_g_s})),
                      "fine-tuned g_s, int8 (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": tuned_int8["g_s"]})),
                      "int8 g_s (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": int8["g_s"]}))}

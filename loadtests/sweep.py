@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from service.bench.speed import vector_isa
-from service.codec.zoo import DEFAULT_MODEL
+from service.core.config import Settings
 from tests.service_harness import ServiceProcess, baseline_server
 
 PIXELS = 768 * 512
@@ -177,7 +177,7 @@ def main() -> None:
     print("| target | clients | MP/s | req/s | p50 ms | p90 ms | p99 ms | errors | mean batch |\n|---|---|---|---|---|---|---|---|---|")
     results = (batching if args.mode == "batching" else saturation)(args, images)
     report = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "request": "POST /compress, Kodak 768x512 PNG",
-              "model": os.environ.get("LIC_DEFAULT_MODEL") or DEFAULT_MODEL,
+              "model": Settings().default_model,
               "window_s": args.window, "p99_limit_ms": args.p99_limit_ms, **results}
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

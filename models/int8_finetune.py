@@ -145,29 +145,26 @@ def main() -> None:
     print(f"{len(pool)} training and {len(held_out)} held-out crops in {time.time() - start:.0f} s", flush=True)
 
     synthesis = Int8Synthesis(model.g_s).train()
-    params = list(model.g_s.parameters())
-    optimizer = torch.optim.Adam(params, lr=args.lr)
+    optimizer = torch.optim.Adam(model.g_s.parameters(), lr=args.lr)
 
     def batch(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y_hat, q = zip(*items)
         lambdas = lambda_for_quality(torch.tensor(q))
         return torch.from_numpy(np.stack(x)), torch.from_numpy(np.stack(y_hat)), lambdas
 
-    def held_out_loss() -> float:
+    def held_out_loss(decode: torch.nn.Module = synthesis) -> float:
         synthesis.eval()
         with torch.no_grad():
-            total = sum(float(distortion(synthesis(y), x, lam)) for x, y, lam in
-                        (batch(held_out[i : i + 8]) for i in range(0, len(held_out), 8)))
+            losses = [float(distortion(decode(y), x, lam)) for x, y, lam in
+                      (batch(held_out[i : i + 8]) for i in range(0, len(held_out), 8))]
         synthesis.train()
-        return total / math.ceil(len(held_out) / 8)
+        return float(np.mean(losses))
 
     # Warm the activation ranges up before the first step, so the first gradients see sensible rounding.
     with torch.no_grad():
         for i in range(0, min(len(pool), 64), args.batch):
             synthesis(batch(pool[i : i + args.batch])[1])
-    with torch.no_grad():
-        float_loss = sum(float(distortion(model.g_s(y), x, lam)) for x, y, lam in
-                         (batch(held_out[i : i + 8]) for i in range(0, len(held_out), 8))) / math.ceil(len(held_out) / 8)
+        float_loss = held_out_loss(model.g_s)
     print(f"held-out distortion of the starting g_s in float: {float_loss:.4f}", flush=True)
     log = [{"step": 0, "seconds": 0.0, "held_out_distortion": held_out_loss()}]
     print(log[-1], flush=True)
