@@ -1,19 +1,24 @@
 """What int8 transforms would buy on this CPU, and cost: onnxruntime static quantisation of g_a and g_s.
 
     .venv/bin/python benchmarks/int8.py [--kodak DIR] [--hires DIR] [--hires-count 6] [--calibration DIR ...]
+        [--finetuned runs/int8-qat/g_a.pt] [--out benchmarks/int8.json]
 
 Builds int8 twins of the default release's float transforms the way onnxruntime recommends (QDQ,
 per-channel int8 weights, with 7 bits of range where the CPU lacks VNNI, because onnxruntime's u8s8
 kernels saturate on AVX2 without it, and all 8 where it has VNNI (``WEIGHT_BITS``); uint8 activations, ranges calibrated on random 256 px crops of training photos run through the
 release's own float pipeline: g_a sees the pixels, g_s what decoding them at a random quality feeds it).
 onnxruntime quantises Conv but not ConvTranspose, so g_s's transposed convolutions are first rewritten
-as exact sub-pixel convolutions (3x3 Conv to 4x the channels, then DepthToSpace). The first and last
-spatial convolutions (reading or writing a latent or the pixels) and GDN's 1x1 normalisers stay float.
+as exact sub-pixel convolutions (3x3 Conv to 4x the channels, then DepthToSpace). The spatial
+convolutions that read a latent or write the latent or the pixels, and GDN's 1x1 normalisers, stay
+float (g_a's first, reading 8-bit pixels, is quantised).
 
 Then, on the same images in one run: the BD-rate of int8 encode (decoder float) and of int8 encode and
 decode against fp32, and g_a / g_s milliseconds on a Kodak-sized input for fp32, the sub-pixel fp32
-rewrite and int8. Only the float transforms change: symbols and entropy parameters stay exact.
-Prints a table and writes benchmarks/int8.json.
+rewrite, int8, and int8 weights with uint16 activations (which onnxruntime cannot fuse into its
+QLinearConv, 8-bit only, so their convolutions run in fp32 between Q/DQ pairs). Only the float
+transforms change: symbols and entropy parameters stay exact.
+With ``--finetuned``, also a fine-tune of ``models.int8_finetune`` (of g_s, or of g_a and h_a), float and
+int8. Prints a table and writes benchmarks/int8.json (or ``--out``).
 """
 from __future__ import annotations
 
@@ -161,9 +166,9 @@ def spatial_convolutions(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in convs[:-1] if n.input[0] not in latents]
 
 
-def quantize_graph(source: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], out: Path) -> None:
+def quantize_graph(source: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], out: Path, activations: str = "uint8") -> None:
     """Static QDQ quantisation of ``spatial_convolutions``: int8 per-channel weights of ``WEIGHT_BITS``,
-    uint8 activations, ranges over ``feeds``."""
+    ``activations`` (uint8, or uint16, which onnxruntime's QDQ format allows too), ranges over ``feeds``."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -180,14 +185,15 @@ def quantize_graph(source: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], 
         quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=WEIGHT_BITS == 7, calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"CalibPercentile": 99.999}, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        extra_options={"CalibPercentile": 99.999}, weight_type=QuantType.QInt8,
+                        activation_type={"uint8": QuantType.QUInt8, "uint16": QuantType.QUInt16}[activations],
                         op_types_to_quantize=["Conv"], nodes_to_quantize=spatial_convolutions(source))
 
 
 def int8_graphs(package: ModelPackage, folders: list[Path], out_dir: Path, count: int, seed: int = 0,
-                sources: dict[str, Path] | None = None) -> dict[str, Path]:
+                sources: dict[str, Path] | None = None, activations: str = "uint8") -> dict[str, Path]:
     """Write int8 twins of ``package``'s g_a and g_s (or only of the float graphs in ``sources``, which
-    replace the package's) into ``out_dir``; graph -> path."""
+    replace the package's) into ``out_dir``, with ``activations`` (``quantize_graph``); graph -> path."""
     feeds = calibration_feeds(package.id, calibration_crops(folders, count, seed), seed)
     sources = sources or {"g_a": package.path("g_a.onnx"), "g_s": package.path("g_s.onnx")}
     paths = {}
@@ -195,8 +201,8 @@ def int8_graphs(package: ModelPackage, folders: list[Path], out_dir: Path, count
         source = fold_casts(onnx.load(str(sources[graph])))
         if graph == "g_s":
             source = subpixel_deconvolutions(source)
-        paths[graph] = out_dir / f"{Path(sources[graph]).stem}.int8.onnx"
-        quantize_graph(source, feeds[graph], paths[graph])
+        paths[graph] = out_dir / f"{Path(sources[graph]).stem}.int8{'' if activations == 'uint8' else '-' + activations}.onnx"
+        quantize_graph(source, feeds[graph], paths[graph], activations)
     return paths
 
 
@@ -211,16 +217,18 @@ class SwappedBackend(OnnxBackend):
         return str(self.graphs[graph]) if graph in self.graphs else super().graph_source(graph)
 
 
-def finetuned_synthesis(package: ModelPackage, g_s: dict, out_dir: Path) -> Path:
-    """The release with the g_s state ``g_s`` (from ``models.int8_finetune``), exported as a release
-    would be (fp16 weights); returns the float g_s graph's path."""
+def finetuned_graphs(package: ModelPackage, state: dict, out_dir: Path) -> dict[str, Path]:
+    """The release with the fine-tuned transforms in ``state`` (from ``models.int8_finetune``: g_s, or g_a
+    and h_a), exported as a release would be (fp16 weights); returns those float graphs' paths."""
     from models.export import export_onnx
     from models.release import load_package
 
     model, _ = load_package(package.directory)
-    model.g_s.load_state_dict(g_s)
+    trained = state["facts"]["trained"]
+    for name in trained:
+        getattr(model, name).load_state_dict(state[name])
     export_onnx(model, out_dir)
-    return out_dir / "g_s.onnx"
+    return {name: out_dir / f"{name}.onnx" for name in trained}
 
 
 def rd_points(encoder: Codec, decoder: Codec, model: str, files: list[Path]) -> list[tuple[float, float]]:
@@ -257,48 +265,55 @@ def main() -> None:
     p.add_argument("--hires-count", type=int, default=6, help="the first N photos of --hires")
     p.add_argument("--calibration", type=Path, nargs="+", default=[shared / "train", shared / "train-hires"])
     p.add_argument("--crops", type=int, default=64)
-    p.add_argument("--synthesis", type=Path, help="also rate this g_s of models.int8_finetune, float and int8")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "int8.json")
+    p.add_argument("--finetuned", type=Path, help="also rate this fine-tune of models.int8_finetune (g_s, or g_a and h_a), float and int8")
     args = p.parse_args()
     package = load_model(DEFAULT_MODEL)
     report: dict = {"machine": machine(), "weight_bits": WEIGHT_BITS, "model": package.id, "qualities": QUALITIES, "calibration": f"{args.crops} random 256 px crops of "
                     + ", ".join(f.name for f in args.calibration), "command": "benchmarks/int8.py " + " ".join(sys.argv[1:])}
     with tempfile.TemporaryDirectory() as tmp:
         int8 = int8_graphs(package, args.calibration, Path(tmp), args.crops)
+        wide = int8_graphs(package, args.calibration, Path(tmp), args.crops, activations="uint16")
         subpixel = Path(tmp) / "g_s.subpixel.onnx"
         onnx.save(subpixel_deconvolutions(fold_casts(onnx.load(str(package.path("g_s.onnx"))))), str(subpixel))
         rng = np.random.default_rng(0)
         report["ms_per_kodak_image"] = {
-            "g_a": transform_ms({"fp32": package.path("g_a.onnx"), "int8": int8["g_a"]},
+            "g_a": transform_ms({"fp32": package.path("g_a.onnx"), "int8": int8["g_a"], "int8, uint16 activations": wide["g_a"]},
                                 {"x": rng.random((1, 3, 512, 768), dtype=np.float32)}),
-            "g_s": transform_ms({"fp32": package.path("g_s.onnx"), "fp32 sub-pixel": subpixel, "int8": int8["g_s"]},
+            "g_s": transform_ms({"fp32": package.path("g_s.onnx"), "fp32 sub-pixel": subpixel, "int8": int8["g_s"],
+                                 "int8, uint16 activations": wide["g_s"]},
                                 {"y_hat": rng.normal(0, 2, (1, 192, 32, 48)).astype(np.float32)}),
         }
         fp32 = Codec()
         int8_codec = Codec(backend_factory=partial(SwappedBackend, graphs=int8))
         tuned = {}
-        if args.synthesis:
+        if args.finetuned:
             import torch
 
-            state = torch.load(args.synthesis, map_location="cpu")
+            state = torch.load(args.finetuned, map_location="cpu")
             (Path(tmp) / "tuned").mkdir()
-            float_g_s = finetuned_synthesis(package, state["g_s"], Path(tmp) / "tuned")
-            tuned_int8 = int8_graphs(package, args.calibration, Path(tmp) / "tuned", args.crops, sources={"g_s": float_g_s})
-            report["synthesis"] = {"state": str(args.synthesis), **{k: v for k, v in state["facts"].items() if k != "log"}}
-            tuned = {"fine-tuned g_s, float (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": float_g_s})),
-                     "fine-tuned g_s, int8 (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": tuned_int8["g_s"]})),
-                     "int8 g_s (decode)": Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": int8["g_s"]}))}
+            floats = finetuned_graphs(package, state, Path(tmp) / "tuned")
+            transform = state["facts"]["transform"]
+            tuned_int8 = int8_graphs(package, args.calibration, Path(tmp) / "tuned", args.crops, sources={transform: floats[transform]})
+            report["finetuned"] = {"state": str(args.finetuned), **{k: v for k, v in state["facts"].items() if k != "log"}}
+            side = "encode" if transform == "g_a" else "decode"
+            codecs = {f"fine-tuned {transform}, float ({side})": Codec(backend_factory=partial(SwappedBackend, graphs=floats)),
+                      f"fine-tuned {transform}, int8 ({side})": Codec(backend_factory=partial(SwappedBackend, graphs={**floats, **tuned_int8}))}
+            if transform == "g_s":
+                codecs["int8 g_s (decode)"] = Codec(backend_factory=partial(SwappedBackend, graphs={"g_s": int8["g_s"]}))
+            tuned = {label: (codec, fp32) if side == "encode" else (fp32, codec) for label, codec in codecs.items()}
         sets = {"kodak": image_files(args.kodak), "hires": image_files(args.hires)[: args.hires_count]}
         report["bd_rate_percent_vs_fp32"] = {}
         for name, files in sets.items():
             base = np.array(rd_points(fp32, fp32, package.id, files))
             rows = {"int8 g_a (encode)": np.array(rd_points(int8_codec, fp32, package.id, files)),
                     "int8 g_a and g_s": np.array(rd_points(int8_codec, int8_codec, package.id, files))}
-            for label, decoder in tuned.items():
-                rows[label] = np.array(rd_points(fp32, decoder, package.id, files))
+            for label, (encoder, decoder) in tuned.items():
+                rows[label] = np.array(rd_points(encoder, decoder, package.id, files))
             report["bd_rate_percent_vs_fp32"][f"{name} ({len(files)} images)"] = {
                 k: round(bd_rate(base[:, 0], base[:, 1], v[:, 0], v[:, 1]), 2) for k, v in rows.items()}
     print(json.dumps(report, indent=1))
-    (ROOT / "benchmarks" / "int8.json").write_text(json.dumps(report, indent=1) + "\n")
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-"""The int8 simulation the synthesis is fine-tuned through: the rounding it does is the rounding
+"""The int8 simulation a transform is fine-tuned through: the rounding it does is the rounding
 onnxruntime's static int8 does (per-channel 8-bit weights, uint8 activations over one range per
-tensor), only the inner transposed convolutions are rounded, and gradients pass straight through."""
+tensor), only the convolutions benchmarks/int8.py quantises are rounded (g_s's inner transposed ones,
+g_a's all but the last), and gradients pass straight through; the encoder-side fine-tune trains g_a and
+h_a and leaves the decoder as it was."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from models.int8_finetune import ActivationRange, Int8Synthesis, quantize_weight
+from models.architectures import MeanScaleHyperprior
+from models.int8_finetune import QUANTIZED, ActivationRange, Int8Simulation, analysis_loss, pixel_pool, quantize_weight
 from models.layers import GDN
 
 
@@ -21,8 +25,8 @@ def tiny_synthesis() -> nn.Sequential:
 
 
 def test_weights_take_at_most_255_levels_per_output_channel_and_pass_gradients():
-    w = torch.randn(6, 4, 5, 5, requires_grad=True)
-    q = quantize_weight(w)
+    w = torch.randn(6, 4, 5, 5, requires_grad=True)  # a transposed convolution's: outputs on axis 1
+    q = quantize_weight(w, 1)
     for channel in range(4):
         step = w[:, channel].abs().max() / 127
         levels = torch.round(q[:, channel] / step)
@@ -30,6 +34,8 @@ def test_weights_take_at_most_255_levels_per_output_channel_and_pass_gradients()
     assert (q - w).abs().max() <= w.abs().amax(dim=(0, 2, 3)).max() / 254 + 1e-6
     q.sum().backward()
     assert torch.equal(w.grad, torch.ones_like(w))  # straight through
+    conv = torch.randn(4, 6, 5, 5)  # a convolution's: outputs on axis 0
+    assert torch.equal(quantize_weight(conv, 0), quantize_weight(conv.transpose(0, 1), 1).transpose(0, 1))
 
 
 def test_activations_take_256_levels_over_a_range_holding_zero():
@@ -41,7 +47,7 @@ def test_activations_take_256_levels_over_a_range_holding_zero():
 
 def test_only_the_inner_transposed_convolutions_are_rounded():
     g_s = tiny_synthesis()
-    simulated = Int8Synthesis(g_s)
+    simulated = Int8Simulation(g_s, QUANTIZED["g_s"])
     assert sorted(simulated.quantized) == [2, 4]
     y = torch.randn(1, 8, 6, 6)
     with torch.no_grad():
@@ -56,7 +62,7 @@ def test_only_the_inner_transposed_convolutions_are_rounded():
 
 def test_a_step_through_the_simulation_trains_the_synthesis():
     g_s = tiny_synthesis()
-    simulated = Int8Synthesis(g_s).train()
+    simulated = Int8Simulation(g_s, QUANTIZED["g_s"]).train()
     y, target = torch.randn(4, 8, 6, 6), torch.rand(4, 3, 96, 96)
     optimizer = torch.optim.Adam(g_s.parameters(), lr=1e-2)
     losses = []
@@ -68,3 +74,41 @@ def test_a_step_through_the_simulation_trains_the_synthesis():
         losses.append(float(loss))
     assert all(p.grad is not None for p in g_s.parameters())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_the_analysis_rounds_all_but_the_convolution_writing_the_latent():
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(n=8, m=12)
+    simulated = Int8Simulation(model.g_a, QUANTIZED["g_a"])
+    assert sorted(simulated.quantized) == [0, 2, 4]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        exact, rounded = model.g_a(x), simulated(x)
+    assert exact.shape == rounded.shape == (1, 12, 4, 4) and 0 < (exact - rounded).abs().max() < 0.1 * exact.abs().max()
+
+
+def test_the_encoder_side_fine_tune_moves_only_the_encoder():
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(n=8, m=12)
+    decoder = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(("g_a.", "h_a."))}
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    encoder = [p for module in (model.g_a, model.h_a) for p in module.parameters()]
+    for parameter in encoder:
+        parameter.requires_grad_(True)
+    simulated = Int8Simulation(model.g_a, QUANTIZED["g_a"]).train()
+    loss_of = analysis_loss(model, simulated)
+    pool = pixel_pool([np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8) for i in range(4)], np.random.default_rng(0))
+    optimizer = torch.optim.Adam(encoder, lr=1e-3)
+    for _ in range(3):
+        loss = loss_of(pool, True)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder)
+    assert model.g_a is simulated.layers  # the float g_a is back in place after every pass
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in decoder.items())
+    simulated.eval()
+    with torch.no_grad():
+        assert torch.isfinite(loss_of(pool, True)) and torch.isfinite(loss_of(pool, False))
