@@ -140,7 +140,8 @@ def distortion(x_hat: torch.Tensor, x: torch.Tensor, lambdas: torch.Tensor) -> t
 def synthesis_loss(model: VariableRateCodec, simulated: Int8Simulation) -> Callable[[list, bool], torch.Tensor]:
     """Mean distortion of g_s (through ``simulated``, or float) on a batch of (x, y_hat, q) from ``latent_pool``."""
     def loss(items: list, int8: bool) -> torch.Tensor:
-        x, y_hat, q = (torch.from_numpy(np.stack(v)) if i < 2 else torch.tensor(v) for i, v in enumerate(zip(*items)))
+        x, y_hat, q = zip(*items)
+        x, y_hat, q = torch.from_numpy(np.stack(x)), torch.from_numpy(np.stack(y_hat)), torch.tensor(q)
         return distortion((simulated if int8 else model.g_s)(y_hat), x, lambda_for_quality(q)).mean()
     return loss
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from models.architectures import MeanScaleHyperprior
-from models.int8_finetune import QUANTIZED, ActivationRange, Int8Simulation, analysis_loss, pixel_pool, quantize_weight
+from models.int8_finetune import QUANTIZED, ActivationRange, Int8Simulation, analysis_loss, pixel_pool, quantize_weight, synthesis_loss
 from models.layers import GDN
 
 
@@ -112,3 +112,15 @@ def test_the_encoder_side_fine_tune_moves_only_the_encoder():
     simulated.eval()
     with torch.no_grad():
         assert torch.isfinite(loss_of(pool, True)) and torch.isfinite(loss_of(pool, False))
+
+
+def test_the_synthesis_loss_rates_float_and_simulated_g_s_on_decoded_latents():
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(n=8, m=12)
+    simulated = Int8Simulation(model.g_s, QUANTIZED["g_s"]).train()
+    loss_of = synthesis_loss(model, simulated)
+    items = [(np.random.default_rng(i).random((3, 64, 64), dtype=np.float32), np.random.default_rng(i).normal(0, 2, (12, 4, 4)).astype(np.float32), float(i + 1))
+             for i in range(4)]
+    with torch.no_grad():
+        rounded, exact = float(loss_of(items, True)), float(loss_of(items, False))
+    assert np.isfinite(rounded) and np.isfinite(exact) and rounded != exact
