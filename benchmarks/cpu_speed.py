@@ -33,7 +33,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from int8 import WEIGHT_BITS, SwappedBackend, int8_graphs
+from int8 import WEIGHT_BITS, SwappedBackend, calibration_feeds, int8_graphs
 from models.data import image_files
 from service.bench.codecs import BenchCodec, classical_codecs, learned_codec
 from service.bench.speed import machine, mid_setting
@@ -88,7 +88,7 @@ def main() -> None:
     package = load_model(DEFAULT_MODEL)
     classical = classical_codecs()
     with tempfile.TemporaryDirectory() as tmp:
-        int8 = int8_graphs(package, args.calibration, Path(tmp), count=64)
+        int8 = int8_graphs(package, calibration_feeds(package.id, args.calibration, 64), Path(tmp))
         codecs = {
             f"{package.id} fp32": learned_codec(Codec(backend_factory=partial(SwappedBackend, graphs={}, threads=THREADS)),
                                                  package.id, "fp32", "", [4.0]),

@@ -138,13 +138,13 @@ def calibration_crops(folders: list[Path], count: int, seed: int) -> list[np.nda
     return crops
 
 
-def calibration_feeds(model_id: str, crops: list[np.ndarray], seed: int) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Per graph, the feeds the float run time gives it for each crop: g_a the pixels; g_s the decoded
-    latents of that crop at a random quality in [1, 8]."""
+def calibration_feeds(model_id: str, folders: list[Path], count: int, seed: int = 0) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Per graph, the feeds the float run time gives it for each of ``count`` calibration crops of the
+    photos in ``folders``: g_a the pixels; g_s the decoded latents of that crop at a random quality in [1, 8]."""
     coder = Codec().coder(model_id)
     rng = np.random.default_rng(seed)
     feeds: dict[str, list[dict[str, np.ndarray]]] = {"g_a": [], "g_s": []}
-    for crop in crops:
+    for crop in calibration_crops(folders, count, seed):
         x = (crop.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
         quality = rng.uniform(1.0, 8.0, 1)
         _, latents = coder.encode(coder.analyze(x), quality)
@@ -190,11 +190,11 @@ def quantize_graph(source: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], 
                         op_types_to_quantize=["Conv"], nodes_to_quantize=spatial_convolutions(source))
 
 
-def int8_graphs(package: ModelPackage, folders: list[Path], out_dir: Path, count: int, seed: int = 0,
+def int8_graphs(package: ModelPackage, feeds: dict[str, list[dict[str, np.ndarray]]], out_dir: Path,
                 sources: dict[str, Path] | None = None, activations: str = "uint8") -> dict[str, Path]:
     """Write int8 twins of ``package``'s g_a and g_s (or only of the float graphs in ``sources``, which
-    replace the package's) into ``out_dir``, with ``activations`` (``quantize_graph``); graph -> path."""
-    feeds = calibration_feeds(package.id, calibration_crops(folders, count, seed), seed)
+    replace the package's) into ``out_dir``, calibrated on ``feeds`` (``calibration_feeds``), with
+    ``activations`` (``quantize_graph``); graph -> path."""
     sources = sources or {"g_a": package.path("g_a.onnx"), "g_s": package.path("g_s.onnx")}
     paths = {}
     for graph in sources:
@@ -272,8 +272,9 @@ def main() -> None:
     report: dict = {"machine": machine(), "weight_bits": WEIGHT_BITS, "model": package.id, "qualities": QUALITIES, "calibration": f"{args.crops} random 256 px crops of "
                     + ", ".join(f.name for f in args.calibration), "command": "benchmarks/int8.py " + " ".join(sys.argv[1:])}
     with tempfile.TemporaryDirectory() as tmp:
-        int8 = int8_graphs(package, args.calibration, Path(tmp), args.crops)
-        wide = int8_graphs(package, args.calibration, Path(tmp), args.crops, activations="uint16")
+        feeds = calibration_feeds(package.id, args.calibration, args.crops)
+        int8 = int8_graphs(package, feeds, Path(tmp))
+        wide = int8_graphs(package, feeds, Path(tmp), activations="uint16")
         subpixel = Path(tmp) / "g_s.subpixel.onnx"
         onnx.save(subpixel_deconvolutions(fold_casts(onnx.load(str(package.path("g_s.onnx"))))), str(subpixel))
         rng = np.random.default_rng(0)
@@ -294,7 +295,7 @@ def main() -> None:
             (Path(tmp) / "tuned").mkdir()
             floats = finetuned_graphs(package, state, Path(tmp) / "tuned")
             transform = state["facts"]["transform"]
-            tuned_int8 = int8_graphs(package, args.calibration, Path(tmp) / "tuned", args.crops, sources={transform: floats[transform]})
+            tuned_int8 = int8_graphs(package, feeds, Path(tmp) / "tuned", sources={transform: floats[transform]})
             report["finetuned"] = {"state": str(args.finetuned), **{k: v for k, v in state["facts"].items() if k != "log"}}
             side = "encode" if transform == "g_a" else "decode"
             codecs = {f"fine-tuned {transform}, float ({side})": Codec(backend_factory=partial(SwappedBackend, graphs=floats)),

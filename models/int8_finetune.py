@@ -37,6 +37,7 @@ from torch import nn
 from models.architectures import QUALITIES, VariableRateCodec, lambda_for_quality, ste_round
 from models.data import image_files, load_rgb
 from models.release import load_package
+from models.train import distortion_term
 from service.codec import Codec
 from service.codec.zoo import DEFAULT_MODEL, load_model
 
@@ -133,8 +134,8 @@ def pixel_pool(crops: list[np.ndarray], rng: np.random.Generator) -> list[tuple[
 
 
 def distortion(x_hat: torch.Tensor, x: torch.Tensor, lambdas: torch.Tensor) -> torch.Tensor:
-    """The rate-distortion loss's distortion term per sample: lambda_q * 255^2 * MSE."""
-    return lambdas * 255**2 * ((x_hat.clamp(0, 1) - x) ** 2).mean(dim=(1, 2, 3))
+    """The training recipe's distortion term per sample (lambda_q * 255^2 * MSE) of the clamped output."""
+    return distortion_term(x_hat.clamp(0, 1), x, lambdas, "mse")[0]
 
 
 def synthesis_loss(model: VariableRateCodec, simulated: Int8Simulation) -> Callable[[list, bool], torch.Tensor]:
