@@ -7,9 +7,9 @@ Per repeat, per image, each codec encodes and decodes once, in turn, so that loa
 noisy machine hit every codec alike; each codec's time for an image is its median over the repeats,
 and the table gives the mean over images, in ms per image and megapixels per second, and the ratios
 that the issue's targets are stated in. Codecs:
-- the default model through the library (``Codec``: 512 px tiles, onnxruntime), fp32 and with the
-  int8 transforms of ``benchmarks/int8.py`` (calibrated here, on ../shared/data/train), and the N=64
-  release (``ms-64-96-r3``), to show what a narrower network buys;
+- the default model through the library (``Codec``: 512 px tiles, onnxruntime), fp32 and with its
+  shipped int8 twins (``LIC_TRANSFORMS=int8``, ``models.quantize``), and the N=64 release
+  (``ms-64-96-r3``), to show what a narrower network buys;
 - CompressAI 1.2.8's ``mbt2018_mean`` at the same widths (N=128, M=192; PyTorch eager, its C++ rANS;
   random weights), in a separate interpreter (``benchmarks/compressai_timer.py``), when given;
 - Pillow AVIF (aom, speed 6) and WebP (method 6) at their middle setting.
@@ -22,7 +22,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -32,12 +31,11 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from int8 import WEIGHT_BITS, SwappedBackend, calibration_feeds, int8_graphs
 from models.data import image_files
 from service.bench.codecs import BenchCodec, classical_codecs, learned_codec
 from service.bench.speed import machine, mid_setting
 from service.codec import Codec
+from service.codec.backend import OnnxBackend
 from service.codec.zoo import DEFAULT_MODEL, load_model
 
 THREADS = 2
@@ -81,39 +79,36 @@ def main() -> None:
     p.add_argument("--images", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compressai-python", help="interpreter of an environment with CompressAI 1.2.8 (benchmarks/compressai_env.sh)")
-    p.add_argument("--calibration", type=Path, nargs="+", default=[shared / "train", shared / "train-hires"])
     args = p.parse_args()
     files = image_files(args.kodak)[: args.images]
     images = [Image.open(f).convert("RGB") for f in files]
     package = load_model(DEFAULT_MODEL)
     classical = classical_codecs()
-    with tempfile.TemporaryDirectory() as tmp:
-        int8 = int8_graphs(package, calibration_feeds(package.id, args.calibration, 64), Path(tmp))
-        codecs = {
-            f"{package.id} fp32": learned_codec(Codec(backend_factory=partial(SwappedBackend, graphs={}, threads=THREADS)),
-                                                 package.id, "fp32", "", [4.0]),
-            f"{package.id} int8": learned_codec(Codec(backend_factory=partial(SwappedBackend, graphs=int8, threads=THREADS)),
-                                                 package.id, "int8", "", [4.0]),
-            "ms-64-96-r3 fp32 (N=64)": learned_codec(Codec(backend_factory=partial(SwappedBackend, graphs={}, threads=THREADS)),
-                                                     "ms-64-96-r3", "fp32", "", [4.0]),
-            "AVIF (speed 6)": classical["AVIF"],
-            "WebP (method 6)": classical["WebP"],
-        }
-        compressai = CompressAI(args.compressai_python) if args.compressai_python else None
-        names = list(codecs) + ([CompressAI.name] if compressai else [])
-        times: dict[str, list[list[tuple[float, float, int]]]] = {name: [[] for _ in files] for name in names}
-        for codec in codecs.values():  # warm-up: sessions, lazy imports
-            timed(codec, images[0])
-        if compressai:
-            compressai.time(files[0])
-        for _ in range(args.repeats):
-            for i, (path, image) in enumerate(zip(files, images)):
-                for name, codec in codecs.items():
-                    times[name][i].append(timed(codec, image))
-                if compressai:
-                    times[CompressAI.name][i].append(compressai.time(path))
-        if compressai:
-            compressai.close()
+    codecs = {
+        f"{package.id} fp32": learned_codec(Codec(backend_factory=partial(OnnxBackend, threads=THREADS)),
+                                             package.id, "fp32", "", [4.0]),
+        f"{package.id} int8": learned_codec(Codec(backend_factory=partial(OnnxBackend, threads=THREADS, transforms="int8")),
+                                             package.id, "int8", "", [4.0]),
+        "ms-64-96-r3 fp32 (N=64)": learned_codec(Codec(backend_factory=partial(OnnxBackend, threads=THREADS)),
+                                                 "ms-64-96-r3", "fp32", "", [4.0]),
+        "AVIF (speed 6)": classical["AVIF"],
+        "WebP (method 6)": classical["WebP"],
+    }
+    compressai = CompressAI(args.compressai_python) if args.compressai_python else None
+    names = list(codecs) + ([CompressAI.name] if compressai else [])
+    times: dict[str, list[list[tuple[float, float, int]]]] = {name: [[] for _ in files] for name in names}
+    for codec in codecs.values():  # warm-up: sessions, lazy imports
+        timed(codec, images[0])
+    if compressai:
+        compressai.time(files[0])
+    for _ in range(args.repeats):
+        for i, (path, image) in enumerate(zip(files, images)):
+            for name, codec in codecs.items():
+                times[name][i].append(timed(codec, image))
+            if compressai:
+                times[CompressAI.name][i].append(compressai.time(path))
+    if compressai:
+        compressai.close()
     pixels = [im.width * im.height for im in images]
     rows = {}
     for name, per_image in times.items():
@@ -135,7 +130,7 @@ def main() -> None:
         print(f"{name:42} {r['bpp']:6.3f} {r['encode_ms']:8.0f} {r['decode_ms']:8.0f} {r['encode_mp_s']:9.2f} {r['decode_mp_s']:9.2f}")
     for name, r in ratios.items():
         print(f"{name}: encode {r['encode_speedup']}x, decode {r['decode_speedup']}x")
-    report = {"machine": machine(), "threads": THREADS, "int8_weight_bits": WEIGHT_BITS, "images": [f.name for f in files], "repeats": args.repeats,
+    report = {"machine": machine(), "threads": THREADS, "int8": package.manifest.int8.model_dump() if package.manifest.int8 else None, "images": [f.name for f in files], "repeats": args.repeats,
               "quality": 4.0, "command": "benchmarks/cpu_speed.py " + " ".join(sys.argv[1:]), "codecs": rows, "speedups": ratios,
               "fp32_decode_ms_per_megapixel": round(ours["decode_ms"] / (np.mean(pixels) / 1e6), 1)}
     (ROOT / "benchmarks" / "cpu_speed.json").write_text(json.dumps(report, indent=1) + "\n")

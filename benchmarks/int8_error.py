@@ -4,7 +4,7 @@
 
 benchmarks/int8.py measures what onnxruntime's static int8 costs (+16.6% BD-rate on Kodak for g_a and
 g_s). This script says why, on the default release in PyTorch, by fake quantisation of the layers that
-int8.py quantises (g_s's inner transposed convolutions; the first, reading the latent, and the last,
+models/quantize.py quantises (g_s's inner transposed convolutions; the first, reading the latent, and the last,
 writing the pixels, stay float): each image is coded by the run time, and its decoded latents go
 through g_s with
 - the weights rounded per output channel to 7 bits (what onnxruntime's u8s8 kernels need on AVX2

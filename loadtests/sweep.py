@@ -4,8 +4,9 @@ Each concurrency level runs in windows (default 10 s) until two consecutive wind
 throughput within 10%; the level is reported from those two windows: megapixels/s, requests/s,
 p50/p90/p99 latency, error rate, and the mean batch size read from the service's own metrics.
 
-    python loadtests/sweep.py saturation   # lic (defaults), then Pillow WebP and AVIF behind the same kind
-                                           # of endpoint: 1, 2, 4, ... clients until p99 passes --p99-limit-ms
+    python loadtests/sweep.py saturation   # lic (defaults), lic with LIC_TRANSFORMS=int8, then Pillow WebP and
+                                           # AVIF behind the same kind of endpoint: 1, 2, 4, ... clients until
+                                           # p99 passes --p99-limit-ms
     python loadtests/sweep.py batching     # lic with LIC_MAX_BATCH=8 and =1 at 1, 4, 16, 64 clients
 
 Both start the services themselves, drive them with Kodak images (768x512), print a table, and write
@@ -129,11 +130,12 @@ def saturate(url: str, params: dict, images: list[bytes], args, metric=None, lab
 
 def saturation(args, images: list[bytes]) -> dict:
     results = {}
-    service = ServiceProcess(LIC_MAX_QUEUE_TILES="8192").start()
-    try:
-        results["lic"] = saturate(service.url, {"quality": 4}, images, args, lic_batches(service), "lic q4")
-    finally:
-        service.stop()
+    for name, env in {"lic": {}, "lic int8": {"LIC_TRANSFORMS": "int8"}}.items():
+        service = ServiceProcess(LIC_MAX_QUEUE_TILES="8192", **env).start()
+        try:
+            results[name] = saturate(service.url, {"quality": 4}, images, args, lic_batches(service), f"{name} q4")
+        finally:
+            service.stop()
     with baseline_server() as url:
         for codec in ("webp", "avif"):
             results[codec] = saturate(url, {"codec": codec}, images, args, label=f"Pillow {codec}")

@@ -9,7 +9,8 @@
 # `lic export` (a format-2 package with its Kodak check, about 5 minutes). The GPU utilisation samples
 # go to benchmarks/training/NAME-gpu_util.csv. First, what models/before_lease.sh stashed comes back;
 # last, models.weight_budget says what the new packages leave of the weight budget (exit 1: over it).
-# What needs judgement stays by hand: runs.json, DEFAULT_MODEL, golden streams, lic bench and the README.
+# What needs judgement stays by hand: runs.json, DEFAULT_MODEL, golden streams, lic bench, the README, and a
+# new default's int8 twins (`.venv/bin/python -m models.quantize ID`, then benchmarks/int8.py rates them).
 set -eu
 first=${1:?first call folder} second=${2:?second call folder} machine=${3:?machine}
 shift 3

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m models.int8_finetune --transform g_a|g_s [--model ms-128-192-r6] [--minutes 40] [--out runs/int8-qat/g_s.pt] [--init PATH]
 
-onnxruntime's static int8 (benchmarks/int8.py) rounds the weights of some spatial convolutions per
+onnxruntime's static int8 (models/quantize.py, rated by benchmarks/int8.py) rounds the weights of some spatial convolutions per
 output channel (g_a's but the last, which writes the latent; g_s's inner transposed ones, neither reading
 the latent nor writing the pixels), and both the activations they read and the outputs they write
 ((I)GDN reads them) to uint8 over one range per tensor; the activations cost most
@@ -37,14 +37,16 @@ from torch import nn
 from models.architectures import QUALITIES, VariableRateCodec, lambda_for_quality, ste_round
 from models.data import image_files, load_rgb
 from models.release import load_package
+from models.quantize import CALIBRATION_PERCENTILE as PERCENTILE
+from models.quantize import WEIGHT_BITS
 from models.train import distortion_term
 from service.codec import Codec
 from service.codec.zoo import DEFAULT_MODEL, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PERCENTILE = 99.999  # the calibration's (benchmarks/int8.py)
-WEIGHT_BITS = 8
-QUANTIZED = {"g_a": slice(None, -1), "g_s": slice(1, -1)}  # which spatial convolutions (benchmarks/int8.py's spatial_convolutions)
+# Which spatial convolutions are int8: the one doing most of the transform's arithmetic, as the shipped
+# twins have it (models.quantize.int8_convolutions; the fine-tunes of docs/training.md rounded every inner one).
+QUANTIZED = {"g_a": slice(1, 2), "g_s": slice(2, 3)}
 TRAINED = {"g_a": ("g_a", "h_a"), "g_s": ("g_s",)}  # what each fine-tune trains: the encoder side, or the synthesis
 
 

@@ -24,7 +24,7 @@ from service.engine.engine import Engine
 access_log = logging.getLogger("lic.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 EXPOSED_HEADERS = ["X-Request-ID", "X-LIC-Model", "X-LIC-Quality", "X-LIC-BPP", "X-LIC-PSNR", "X-LIC-Width", "X-LIC-Height",
-                   "X-LIC-Tiles", "X-LIC-Tiles-Decoded", "Server-Timing", "Content-Disposition", "Retry-After"]
+                   "X-LIC-Tiles", "X-LIC-Tiles-Decoded", "X-LIC-Transforms", "Server-Timing", "Content-Disposition", "Retry-After"]
 ENDPOINTS = {"compress", "decompress", "compare", "models", "healthz", "readyz", "metrics"}  # the endpoint label's values, plus "other"
 
 

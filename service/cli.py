@@ -8,11 +8,13 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from service.codec import Codec, CodecError, image_io
+from service.codec.backend import OnnxBackend
 from service.codec.limits import (AUTO_REFINE, DEFAULT_CONTEXT, DEFAULT_QUALITY, DEFAULT_TILE, QUALITY_MAX, QUALITY_MIN,
                                   check_quality, check_refine)
 from service.codec.zoo import DEFAULT_MODEL, available_models, load_model
@@ -20,9 +22,11 @@ from service.core.config import Settings
 
 
 def _codec(**options) -> Codec:
-    """The library's codec with the configured model folder and memory bound (LIC_MODEL_DIR, LIC_MAX_DECODE_BYTES)."""
+    """The library's codec with the configured model folder, memory bound and transforms (LIC_MODEL_DIR,
+    LIC_MAX_DECODE_BYTES, LIC_TRANSFORMS)."""
     settings = Settings()
-    return Codec(zoo=settings.model_dir, max_decode_bytes=settings.max_decode_bytes, **options)
+    return Codec(backend_factory=partial(OnnxBackend, transforms=settings.transforms), zoo=settings.model_dir,
+                 max_decode_bytes=settings.max_decode_bytes, **options)
 
 
 def _region(text: str) -> tuple[int, int, int, int]:
@@ -124,7 +128,8 @@ def cmd_models(args: argparse.Namespace) -> None:
         widths = ",".join(f"{k}={v}" for k, v in m.widths.items())
         print(f"{model_id}{' (default)' if model_id == settings.default_model else ''}: {m.architecture} [{widths}] "
               f"qualities {m.qualities.min}..{m.qualities.max}, {m.training.steps} steps"
-              + (f" after {steps} warm-start steps" if (steps := (m.training.warm_start or {}).get("steps")) else ""))
+              + (f" after {steps} warm-start steps" if (steps := (m.training.warm_start or {}).get("steps")) else "")
+              + (f"; int8 twins ({m.int8.weight_bits}-bit weights, LIC_TRANSFORMS=int8-encoder or int8)" if m.int8 else ""))
         for row in m.kodak:
             print(f"    q{row.quality:g}: Kodak {row.bpp:.3f} bpp, {row.psnr:.2f} dB")
 

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.codec.image_io import psnr
 from service.codec.zoo import DEFAULT_MODEL
 from tests.conftest import KODIM01
 
 LIC = [sys.executable, "-m", "service.cli"]
 
 
-def lic(*args, check=True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*LIC, *map(str, args)], capture_output=True, text=True, timeout=300)
+def lic(*args, check=True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*LIC, *map(str, args)], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -31,6 +32,22 @@ def test_compress_decompress_info(tmp_path):
     for ext in ("png", "webp", "jpg"):
         lic("decompress", out, tmp_path / f"k.{ext}")
         assert Image.open(tmp_path / f"k.{ext}").size == (768, 512)
+
+
+def test_lic_transforms_int8_runs_the_int8_twins(tmp_path):
+    """LIC_TRANSFORMS=int8 decodes through the int8 synthesis (other pixels, close quality); int8-encoder
+    encodes through the int8 analysis (other bytes) and decodes exactly as fp32 does."""
+    fp32 = tmp_path / "fp32.lic"
+    lic("compress", KODIM01, fp32, "--quality", "4")
+    lic("compress", KODIM01, tmp_path / "int8.lic", "--quality", "4", env={"LIC_TRANSFORMS": "int8-encoder"})
+    assert (tmp_path / "int8.lic").read_bytes() != fp32.read_bytes()
+    outputs = ("fp32", "int8-encoder", "int8")
+    for transforms in outputs:
+        lic("decompress", fp32, tmp_path / f"{transforms}.png", env={"LIC_TRANSFORMS": transforms})
+    original, plain, encoder_only, int8 = (np.asarray(Image.open(p).convert("RGB"))
+                                           for p in (KODIM01, *(tmp_path / f"{t}.png" for t in outputs)))
+    assert np.array_equal(plain, encoder_only) and not np.array_equal(plain, int8)
+    assert psnr(original, int8) > psnr(original, plain) - 1.0
 
 
 def test_region(tmp_path):

@@ -38,3 +38,26 @@ def test_saving_keeps_an_older_manifest_as_it_was(tmp_path):
     target = tmp_path / "manifest.json"
     Manifest.load(source).save(target)
     assert json.loads(target.read_text()) == json.loads(source.read_text())
+
+
+def test_int8_twins_are_verified_but_outside_the_fingerprint(tmp_path):
+    """The default ships int8 twins of g_a and g_s (LIC_TRANSFORMS=int8): ``verify`` checks them, but the
+    fingerprint (what bitstreams carry) covers only the release's own files, so streams do not change."""
+    package = load_model(DEFAULT_MODEL)
+    twins = package.manifest.int8
+    assert twins is not None and set(twins.files) == {"g_a.int8.onnx", "g_s.int8.onnx"}
+    assert not set(twins.files) & set(package.manifest.files)
+    assert package.transforms("int8") == "int8" and package.graph_file("g_s", "int8").name == "g_s.int8.onnx"
+    assert package.graph_file("h_s", "int8").name == "h_s.onnx" and package.graph_file("g_s").name == "g_s.onnx"
+    assert package.graph_file("g_a", "int8-encoder").name == "g_a.int8.onnx" and package.precision("g_s", "int8-encoder") == "fp32"
+    assert all(load_model(m).transforms("int8") == "fp32" for m in available_models() if load_model(m).manifest.int8 is None)
+    with pytest.raises(ValueError, match="transforms"):
+        package.transforms("fp16")
+    copy = tmp_path / DEFAULT_MODEL
+    shutil.copytree(ZOO_DIR / DEFAULT_MODEL, copy)
+    twin = copy / "g_s.int8.onnx"
+    twin.write_bytes(twin.read_bytes()[:-1] + b"\0")
+    tampered = load_model(DEFAULT_MODEL, tmp_path)
+    assert tampered.fingerprint == package.fingerprint
+    with pytest.raises(ModelError, match="g_s.int8.onnx"):
+        tampered.verify()

@@ -146,6 +146,44 @@ def test_the_pytorch_backend_serves_the_same_codec(kodim01_rgb):
     assert any("libtorch" in maps for maps in libraries.values()), "no worker process loaded PyTorch"
 
 
+def test_int8_transforms_are_served_apart_from_fp32(service, redis_server, kodim01_rgb):
+    """LIC_TRANSFORMS=int8: the default's int8 twins really run (models without twins stay fp32), their
+    streams decode with fp32, and their decoded tiles and ETags stay apart from fp32's in a shared Redis."""
+    from service.codec import Codec
+
+    crop = np.ascontiguousarray(kodim01_rgb[:256, :256])
+    with service.client() as client:
+        stream = client.post("/compress", content=png_bytes(crop), headers=PNG, params={"quality": 4}).content
+        fp32 = client.post("/decompress", content=stream, headers=LIC)  # its tiles go into the shared cache
+    process = ServiceProcess(LIC_TRANSFORMS="int8", LIC_REDIS_URL=redis_server.url).start()
+    try:
+        with process.client() as client:
+            models = {m["id"]: m["transforms"] for m in client.get("/models").json()}
+            int8 = client.post("/decompress", content=stream, headers=LIC)
+            coded = client.post("/compress", content=png_bytes(crop), headers=PNG, params={"quality": 4})
+    finally:
+        process.stop()
+    assert models.pop("ms-128-192-r6") == "int8" and set(models.values()) == {"fp32"}
+    assert fp32.headers["x-lic-transforms"] == "fp32" and int8.headers["x-lic-transforms"] == "int8"
+    assert int8.headers["etag"] != fp32.headers["etag"]
+    from_fp32, from_int8 = (np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")) for r in (fp32, int8))
+    assert not np.array_equal(from_fp32, from_int8)  # synthesised in int8, not fp32's tiles from the cache
+    assert psnr(crop, from_int8) > psnr(crop, from_fp32) - 1.0
+    assert coded.status_code == 200 and coded.headers["x-lic-transforms"] == "int8" and coded.content != stream
+    assert psnr(crop, np.asarray(Codec().decompress(coded.content).convert("RGB"))) > psnr(crop, from_fp32) - 1.0
+
+
+def test_int8_transforms_run_only_in_onnxruntime_on_the_cpu():
+    from pydantic import ValidationError
+
+    from service.core.config import Settings
+
+    for transforms in ("int8", "int8-encoder"):
+        for other in ({"backend": "torch"}, {"device": "cuda"}):
+            with pytest.raises(ValidationError, match=f"LIC_TRANSFORMS={transforms} "):
+                Settings(transforms=transforms, **other)
+
+
 def descendants(pid: int) -> list[int]:
     """Every process under ``pid`` (Linux /proc)."""
     children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]

@@ -63,7 +63,9 @@ COMPRESS = {
             "X-LIC-BPP": _header("bits per pixel", "number"),
             "X-LIC-PSNR": _header("PSNR in dB (rate-controlled requests)", "number"),
             "X-LIC-Width": _header("pixels", "integer"), "X-LIC-Height": _header("pixels", "integer"),
-            "X-LIC-Tiles": _header("tiles coded", "integer"), "Server-Timing": _header("total;dur=<ms>"),
+            "X-LIC-Tiles": _header("tiles coded", "integer"),
+            "X-LIC-Transforms": _header("what the analysis ran in: fp32, or int8 (LIC_TRANSFORMS=int8 or int8-encoder, where the model ships int8 twins)"),
+            "Server-Timing": _header("total;dur=<ms>"),
             "Content-Disposition": _header("attachment; filename=image.lic")}},
         **problems(400, 401, 403, 408, 413, 415, 422, 503),
     },
@@ -86,8 +88,9 @@ DECOMPRESS = {
         200: {"description": "the image", "content": {media: {"schema": BINARY} for media in IMAGE_OUTPUT_TYPES}, "headers": {
             "X-LIC-Model": _header("model id"), "X-LIC-Width": _header("pixels", "integer"),
             "X-LIC-Height": _header("pixels", "integer"), "X-LIC-Tiles-Decoded": _header("tiles decoded", "integer"),
+            "X-LIC-Transforms": _header("what the synthesis ran in: fp32, or int8 (LIC_TRANSFORMS=int8, where the model ships int8 twins)"),
             "Vary": _header("Accept: the format follows it when no format is given"),
-            "ETag": _header("strong: the bitstream's hash, the model's fingerprint and the output parameters"),
+            "ETag": _header("strong: the bitstream's hash, the model's fingerprint, what the synthesis runs in and the output parameters"),
             "Cache-Control": _header("LIC_CACHE_CONTROL (immutable by default)"),
             "Content-Disposition": _header("inline; filename=image.<ext>")}},
         304: {"description": "If-None-Match named this output's ETag: not decoded again", "headers": {

@@ -196,6 +196,7 @@ async def compress(
     headers = {
         "X-LIC-Model": model, "X-LIC-Quality": f"{q:g}", "X-LIC-BPP": f"{bpp:.5f}",
         "X-LIC-Width": str(width), "X-LIC-Height": str(height), "X-LIC-Tiles": str(grid.count),
+        "X-LIC-Transforms": package.precision("g_a", settings.transforms),
         "Server-Timing": f"total;dur={1000 * (time.perf_counter() - started):.1f}",
         "Content-Disposition": 'attachment; filename="image.lic"',
     }
@@ -280,8 +281,11 @@ async def decompress(
         raise LimitError(f"output of {region_width}x{region_height} pixels exceeds the limit of {settings.max_pixels}")
     if len(plan.tiles) > settings.max_tiles:
         raise LimitError(f"{len(plan.tiles)} tiles exceed the limit of {settings.max_tiles}")
-    # The output depends only on the bitstream, the model's weights and these parameters: a strong ETag.
-    identity = json.dumps([hashlib.sha256(data).hexdigest(), package.manifest.fingerprint, fmt, output_quality, plan.region, width, height])
+    # The output depends only on the bitstream, the model's weights, what its synthesis runs in and these
+    # parameters: a strong ETag.
+    synthesis = package.precision("g_s", settings.transforms)
+    identity = json.dumps([hashlib.sha256(data).hexdigest(), package.manifest.fingerprint, synthesis, fmt, output_quality,
+                           plan.region, width, height])
     caching = {"ETag": f'"{hashlib.sha256(identity.encode()).hexdigest()[:32]}"', "Cache-Control": settings.cache_control, "Vary": "Accept"}
     if caching["ETag"] in (tag.strip() for tag in request.headers.get("if-none-match", "").split(",")):
         return Response(status_code=304, headers=caching)
@@ -298,7 +302,7 @@ async def decompress(
     metrics.pixels.labels("decompress").inc(region_width * region_height)
     metrics.bytes_out.labels("decompress").inc(len(encoded))
     headers = {"X-LIC-Model": header.model_id, "X-LIC-Width": str(out_width), "X-LIC-Height": str(out_height), "X-LIC-Tiles-Decoded": str(len(plan.tiles)),
-               "Content-Disposition": f'inline; filename="image.{fmt.lower()}"', **caching}
+               "X-LIC-Transforms": synthesis, "Content-Disposition": f'inline; filename="image.{fmt.lower()}"', **caching}
     return binary_response(encoded, image_io.MEDIA_TYPES[fmt], headers)
 
 
@@ -358,13 +362,14 @@ async def compare(
 
 @router.get("/models")
 async def models(request: Request):
-    """Shipped models with their qualities and measured Kodak bpp/PSNR."""
+    """Shipped models with their qualities, measured Kodak bpp/PSNR, and what their transforms run in here."""
     out = []
     for model_id, package in _state(request).packages.items():
         m = package.manifest
         out.append({
             "id": model_id, "default": model_id == _state(request).settings.default_model,
             "architecture": m.architecture, "widths": m.widths, "version": m.version, "fingerprint": m.fingerprint,
+            "transforms": package.transforms(_state(request).settings.transforms),
             "qualities": m.qualities.model_dump(), "kodak": [row.model_dump() for row in m.kodak],
         })
     return out

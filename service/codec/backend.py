@@ -48,17 +48,20 @@ def derived_graph(package: ModelPackage, graph: str) -> bytes:
 class OnnxBackend:
     """Lazily created onnxruntime sessions for one model package (thread-safe to share)."""
 
-    def __init__(self, package: ModelPackage, providers: list | None = None, threads: int | None = None, arena: str = "on"):
-        """``arena``: onnxruntime's CPU memory arena. "on" (the default, fastest) keeps the high-water mark
-        of every run: a worker that once ran a large batch holds its memory for good; "shrink" keeps the
-        arena but returns its free memory at the end of each run (10-20% slower transforms); "off"
-        allocates per run. benchmarks/memory.py measures the three."""
+    def __init__(self, package: ModelPackage, providers: list | None = None, threads: int | None = None, arena: str = "on",
+                 transforms: str = "fp32"):
+        """``transforms``: "int8" runs the package's int8 twins of g_a and g_s where it ships them
+        (``ModelPackage.transforms``). ``arena``: onnxruntime's CPU memory arena. "on" (the default,
+        fastest) keeps the high-water mark of every run: a worker that once ran a large batch holds its
+        memory for good; "shrink" keeps the arena but returns its free memory at the end of each run
+        (10-20% slower transforms); "off" allocates per run. benchmarks/memory.py measures the three."""
         if arena not in ARENA_MODES:
             raise ValueError(f"arena must be one of {ARENA_MODES}, got {arena!r}")
         self.package = package
         self.providers = providers or default_providers()
         self.threads = threads  # None: onnxruntime's default (every core)
         self.arena = arena
+        self.transforms = package.transforms(transforms)
         self._run_options = ort.RunOptions()
         if arena == "shrink":
             self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
@@ -81,7 +84,7 @@ class OnnxBackend:
 
     def graph_source(self, graph: str) -> str | bytes:
         """The ONNX file of ``graph`` (its path), or the serialized graph where it is derived."""
-        return derived_graph(self.package, graph) if graph in DERIVED else str(self.package.path(f"{graph}.onnx"))
+        return derived_graph(self.package, graph) if graph in DERIVED else str(self.package.graph_file(graph, self.transforms))
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self.session(graph)

@@ -70,6 +70,15 @@ class Onnx(_Record):
     max_abs_diff_vs_pytorch: dict[str, float]  # per graph, checked at export; the integer hyper-synthesis must be 0
 
 
+class Int8Twins(_Record):
+    """int8 (QDQ) twins of the float transforms g_a and g_s, for ``LIC_TRANSFORMS=int8`` (``models.quantize``).
+    They approximate the same weights, so they stand outside the fingerprint: a bitstream made with either
+    encoder decodes with either decoder (the entropy parameters are exact either way; the pixels differ)."""
+    files: dict[str, str]  # twin file name ("g_a.int8.onnx") -> sha256
+    weight_bits: int  # of per-channel range (7: right on x86 CPUs without VNNI too)
+    calibration: str  # what the activation ranges were calibrated on
+
+
 class KodakPoint(_Record):
     quality: float
     bpp: float
@@ -91,6 +100,7 @@ class Manifest(_Record):
     onnx: Onnx
     files: dict[str, str]  # file name -> sha256
     fingerprint: str = Field(pattern=r"^[0-9a-f]{16}$")
+    int8: Int8Twins | None = None
     kodak: list[KodakPoint] = []  # mean per quality, measured through the run time at export
     kodak_images: dict[str, list[tuple[float, float, float]]] = {}  # image -> [quality, bpp, psnr] per quality
 

@@ -25,6 +25,13 @@ DEFAULT_MODEL = "ms-128-192-r6"
 TRANSFORM_BYTES_PER_PIXEL = {"coarse2fine": 42.5, "mean-scale": 15.5, "hyperprior": 15.5, "factorized": 15.5}
 
 
+# What the float transforms run in (LIC_TRANSFORMS), as the graphs it puts on the package's int8 twins
+# (manifest ``int8``, where it ships them): "int8-encoder" only g_a, so decoding stays fp32's pixel for
+# pixel; "int8" g_a and g_s. The hyper-synthesis is integer either way.
+INT8_GRAPHS = {"fp32": (), "int8-encoder": ("g_a",), "int8": ("g_a", "g_s")}
+TRANSFORMS = tuple(INT8_GRAPHS)
+
+
 class ModelPackage:
     def __init__(self, directory: Path):
         self.directory = directory
@@ -55,6 +62,21 @@ class ModelPackage:
 
     def path(self, name: str) -> Path:
         return self.directory / name
+
+    def transforms(self, wanted: str) -> str:
+        """What this package's transforms run in when ``wanted`` (one of TRANSFORMS) is asked for: that,
+        where the package ships int8 twins, fp32 otherwise."""
+        if wanted not in TRANSFORMS:
+            raise ValueError(f"transforms must be one of {TRANSFORMS}, got {wanted!r}")
+        return wanted if self.manifest.int8 is not None else "fp32"
+
+    def precision(self, graph: str, transforms: str = "fp32") -> str:
+        """What ``graph`` runs in under ``transforms``: "int8" (its twin) or "fp32"."""
+        return "int8" if graph in INT8_GRAPHS[self.transforms(transforms)] else "fp32"
+
+    def graph_file(self, graph: str, transforms: str = "fp32") -> Path:
+        """The ONNX file of ``graph`` under ``transforms``: its int8 twin, or its own."""
+        return self.path(f"{graph}.int8.onnx" if self.precision(graph, transforms) == "int8" else f"{graph}.onnx")
 
     @cached_property
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -91,7 +113,8 @@ class ModelPackage:
 
     def verify(self) -> None:
         """Check every file against the manifest's sha256 (used by ``lic models --verify`` and tests)."""
-        for name, digest in self.manifest.files.items():
+        twins = self.manifest.int8.files if self.manifest.int8 else {}
+        for name, digest in {**self.manifest.files, **twins}.items():
             actual = hashlib.sha256(self.path(name).read_bytes()).hexdigest()
             if actual != digest:
                 raise ModelError(f"{self.id}: {name} does not match its manifest (sha256 {actual[:12]} != {digest[:12]})")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.codec.limits import CONTEXT_MULTIPLE, DEFAULT_CONTEXT, DEFAULT_TILE, MAX_CONTEXT, check_tile
@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         "installed), or PyTorch from the same packages (needs the train extra; GPUs where onnxruntime has no CUDA provider)")
     torch_hyper_device: Literal["same", "cpu"] = Field(
         "same", description="LIC_BACKEND=torch on a GPU: the integer hyper-synthesis on the GPU too, or on the CPU (exact on both)")
+    transforms: Literal["fp32", "int8-encoder", "int8"] = Field(
+        "fp32", description="what g_a and g_s run in on the CPU, where a model ships int8 twins: fp32; int8-encoder (g_a int8: "
+        "faster encoding, slightly larger files, decoding unchanged); int8 (g_a and g_s: faster decoding too, at a larger "
+        "BD-rate cost; README 'Where the CPU time goes'). The entropy coding is exact either way")
     arena: Literal["on", "shrink", "off"] = Field("on", description="onnxruntime CPU arena: keep the peak (fastest), return free memory after each run (the CPU overlay), or none")
     gpu_count: int = Field(1, ge=1, description="GPUs on the host: worker k uses GPU k mod gpu_count")
     max_batch: int = Field(8, ge=1, le=64, description="most tiles in one inference batch")
@@ -80,6 +84,12 @@ class Settings(BaseSettings):
     @classmethod
     def _tile(cls, value: int) -> int:
         return check_tile(value)
+
+    @model_validator(mode="after")
+    def _int8_on_the_cpu(self) -> Settings:
+        if self.transforms != "fp32" and (self.backend != "onnxruntime" or self.device == "cuda"):
+            raise ValueError(f"LIC_TRANSFORMS={self.transforms} runs onnxruntime on the CPU: not with LIC_BACKEND=torch or LIC_DEVICE=cuda")
+        return self
 
     def threads(self) -> int:
         """Transform threads per worker (onnxruntime or PyTorch): LIC_THREADS_PER_WORKER, else the CPUs

@@ -1,7 +1,8 @@
 """Decoded-tile cache: Redis when ``LIC_REDIS_URL`` is set, an in-process LRU otherwise.
 
 Keys: ``lic:tile:v1:<model>:<fingerprint>:<sha256 of the bitstream>:<tile index>``, values: the tile's
-uint8 RGB pixels before deblocking (output format and region do not matter at this level). Keys
+uint8 RGB pixels before deblocking (output format and region do not matter at this level); tiles that
+an int8 synthesis decoded (``LIC_TRANSFORMS=int8``) are ``lic:tile.int8:v1:...``, apart from fp32's. Keys
 ``lic:latents:v1:...`` hold a tile's decoded latents (what the synthesis reads, as an .npz), which
 the neighbours of a tile coded with context need. Redis
 should run with ``maxmemory`` and ``maxmemory-policy allkeys-lru``; entries also carry a TTL.

@@ -182,7 +182,8 @@ class Engine:
         """Decoded tiles for a region plan: cached ones from the cache, the rest through the batcher."""
         grid = header.grid
         content = hashlib.sha256(data).hexdigest()[:32]
-        keys = {i: tile_key(header.model_id, package.fingerprint.hex(), content, i) for i in plan.tiles}
+        kind = "tile" if package.precision("g_s", self.settings.transforms) == "fp32" else "tile.int8"  # their pixels differ
+        keys = {i: tile_key(header.model_id, package.fingerprint.hex(), content, i, kind) for i in plan.tiles}
         cached = await self.cache.get_many(list(keys.values()))
         tiles: dict[int, np.ndarray] = {}
         for i, value in zip(plan.tiles, cached):

@@ -49,8 +49,10 @@ def _backend_factory(settings: Settings, index: int) -> tuple[Callable[[ModelPac
         device = f"cuda:{index % settings.gpu_count}" if use_cuda else "cpu"
         hyper = "cpu" if settings.torch_hyper_device == "cpu" else device
         return lambda package: TorchBackend.from_package(package, device, threads, hyper), device
-    providers, device = _onnx_providers(settings.device, settings.gpu_count, index)
-    return lambda package: OnnxBackend(package, providers=providers, threads=threads, arena=settings.arena), device
+    # int8 twins are for the CPU's integer kernels, so LIC_TRANSFORMS=int8(-encoder) keeps the workers there
+    providers, device = _onnx_providers(settings.device if settings.transforms == "fp32" else "cpu", settings.gpu_count, index)
+    return lambda package: OnnxBackend(package, providers=providers, threads=threads, arena=settings.arena,
+                                       transforms=settings.transforms), device
 
 
 def initialize(settings: Settings, counter, cancelled) -> None:
