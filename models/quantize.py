@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+from PIL import Image
 
 from models.data import image_files, load_rgb
 from models.export import compact_initializers
@@ -117,15 +118,16 @@ def subpixel_deconvolutions(model: onnx.ModelProto, only: set[str] | None = None
 
 
 def calibration_crops(folders: list[Path], count: int, seed: int) -> list[np.ndarray]:
-    """``count`` random CALIBRATION_PATCH px crops (uint8, H x W x 3), one per photo drawn at random."""
+    """``count`` random CALIBRATION_PATCH px crops (uint8, H x W x 3), one per photo drawn at random from
+    those that are large enough."""
     rng = random.Random(seed)
-    photos = [p for folder in folders for p in image_files(folder)]
+    photos = [p for folder in folders for p in image_files(folder) if min(Image.open(p).size) >= CALIBRATION_PATCH]
+    if not photos:
+        raise ValueError(f"no photo in {[str(f) for f in folders]} has a {CALIBRATION_PATCH} px crop")
     crops: list[np.ndarray] = []
     while len(crops) < count:
         rgb = load_rgb(rng.choice(photos))
         h, w = rgb.shape[:2]
-        if min(h, w) < CALIBRATION_PATCH:
-            continue
         y, x = rng.randrange(h - CALIBRATION_PATCH + 1), rng.randrange(w - CALIBRATION_PATCH + 1)
         crops.append(rgb[y : y + CALIBRATION_PATCH, x : x + CALIBRATION_PATCH])
     return crops
