@@ -130,8 +130,8 @@ def main() -> None:
         print(f"{name:42} {r['bpp']:6.3f} {r['encode_ms']:8.0f} {r['decode_ms']:8.0f} {r['encode_mp_s']:9.2f} {r['decode_mp_s']:9.2f}")
     for name, r in ratios.items():
         print(f"{name}: encode {r['encode_speedup']}x, decode {r['decode_speedup']}x")
-    report = {"machine": machine(), "threads": THREADS, "int8": package.manifest.int8.model_dump() if package.manifest.int8 else None, "images": [f.name for f in files], "repeats": args.repeats,
-              "quality": 4.0, "command": "benchmarks/cpu_speed.py " + " ".join(sys.argv[1:]), "codecs": rows, "speedups": ratios,
+    report = {"machine": machine(), "threads": THREADS, "int8": package.manifest.int8.model_dump() if package.manifest.int8 else None,
+              "images": [f.name for f in files], "repeats": args.repeats, "quality": 4.0, "command": "benchmarks/cpu_speed.py " + " ".join(sys.argv[1:]), "codecs": rows, "speedups": ratios,
               "fp32_decode_ms_per_megapixel": round(ours["decode_ms"] / (np.mean(pixels) / 1e6), 1)}
     (ROOT / "benchmarks" / "cpu_speed.json").write_text(json.dumps(report, indent=1) + "\n")
 

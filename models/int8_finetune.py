@@ -2,9 +2,9 @@
 
     .venv/bin/python -m models.int8_finetune --transform g_a|g_s [--model ms-128-192-r6] [--minutes 40] [--out runs/int8-qat/g_s.pt] [--init PATH]
 
-onnxruntime's static int8 (models/quantize.py, rated by benchmarks/int8.py) rounds the weights of some spatial convolutions per
-output channel (g_a's but the last, which writes the latent; g_s's inner transposed ones, neither reading
-the latent nor writing the pixels), and both the activations they read and the outputs they write
+onnxruntime's static int8 (the twins of models/quantize.py, rated by benchmarks/int8.py) rounds the
+weights of one spatial convolution per output channel (the one doing most of the arithmetic: g_a's
+second, g_s's third transposed one), and both the activations it reads and the outputs it writes
 ((I)GDN reads them) to uint8 over one range per tensor; the activations cost most
 (benchmarks/int8_error.py). Here one transform learns to work through that rounding, simulated in the
 forward pass and passed straight through in the backward pass, with the activation ranges following the
