@@ -121,7 +121,7 @@ def calibration_crops(folders: list[Path], count: int, seed: int) -> list[np.nda
     """``count`` random CALIBRATION_PATCH px crops (uint8, H x W x 3), one per photo drawn at random from
     those that are large enough."""
     rng = random.Random(seed)
-    photos = [p for folder in folders for p in image_files(folder) if min(Image.open(p).size) >= CALIBRATION_PATCH]
+    photos = [p for folder in folders for p in image_files(folder) if min(_size(p)) >= CALIBRATION_PATCH]
     if not photos:
         raise ValueError(f"no photo in {[str(f) for f in folders]} has a {CALIBRATION_PATCH} px crop")
     crops: list[np.ndarray] = []
@@ -131,6 +131,11 @@ def calibration_crops(folders: list[Path], count: int, seed: int) -> list[np.nda
         y, x = rng.randrange(h - CALIBRATION_PATCH + 1), rng.randrange(w - CALIBRATION_PATCH + 1)
         crops.append(rgb[y : y + CALIBRATION_PATCH, x : x + CALIBRATION_PATCH])
     return crops
+
+
+def _size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:  # the header only
+        return image.size
 
 
 def calibration_feeds(package: ModelPackage, folders: list[Path], count: int, seed: int = 0) -> dict[str, list[dict[str, np.ndarray]]]:
