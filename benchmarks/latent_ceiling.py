@@ -5,7 +5,7 @@ as coded) against the same latents left unquantised. If the two are close, more 
 more quality: the analysis/synthesis transforms are the ceiling, and only a wider model (or more
 training of the transforms) lifts it.
 
-    .venv/bin/python benchmarks/latent_ceiling.py [--kodak DIR] models/zoo/ms-64-96-r3 models/zoo/ms-128-192-r6
+    .venv/bin/python benchmarks/latent_ceiling.py [--kodak DIR] models/zoo/ms-64-96-r3 models/zoo/ms-128-192-r7
 
 (a checkpoint, or a format-2 package's folder). benchmarks/latent_ceiling.json holds ms-64-96-r2's
 checkpoint (now in git history) and the default; an

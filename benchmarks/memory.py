@@ -2,7 +2,7 @@
 service's transform memory bound (``ModelPackage.window_bytes``, ``LIC_MAX_DECODE_BYTES``) and its
 arena setting (``LIC_ARENA``) rest on:
 
-    .venv/bin/python benchmarks/memory.py [--windows 576 1088] [--batches 1 4] [--models ms-128-192-r6]
+    .venv/bin/python benchmarks/memory.py [--windows 576 1088] [--batches 1 4] [--models ms-128-192-r7]
 
 Each measurement runs in a fresh process (peak RSS is a high-water mark): it opens the model's g_a or
 g_s session, runs one batch of random windows twice, and reports the rise of the process's peak RSS

@@ -1,7 +1,7 @@
 """Where the CPU time of a compress + decompress goes: per stage (a sampling profile of the whole
 Python process, py-spy) and per operator (onnxruntime's own per-node profile of each graph).
 
-    .venv/bin/python benchmarks/stage_profile.py [--model ms-128-192-r6] [--image tests/data/kodim01.png] [--quality 4]
+    .venv/bin/python benchmarks/stage_profile.py [--model ms-128-192-r7] [--image tests/data/kodim01.png] [--quality 4]
 
 1. py-spy samples one `Codec` compress + decompress of the image (default tile and context, the
    service's code path in one process; one warm-up pass, then four) at 250 Hz; samples are attributed to

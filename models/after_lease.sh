@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # After a GPU lease, on the CPU machine: turn what models/gpu_lease.sh's two calls brought back into
 # evaluated, exported releases. Run from the repository root:
-#   bash models/after_lease.sh FIRST_CALL_FILES SECOND_CALL_FILES "H100 (leased) cuda, bf16" ms-128-192-r7
+#   bash models/after_lease.sh FIRST_CALL_FILES SECOND_CALL_FILES "H100 (leased) cuda, bf16" ms-128-192-r8
 # (the calls' files_at folders, the GPU that trained, the run names). With one call only, give its folder twice.
 # Per run: runs/NAME/ gets mid.pt (end of the first call), release.pt and log.jsonl (the second call's);
 # both checkpoints are evaluated on Kodak the way training does (about 2 minutes each), their

@@ -24,7 +24,7 @@
 #   but the warm start out of the tree, which must stay under 64 MiB); call with carry ["gpu"].
 # After it, on the CPU machine: models/after_lease.sh evaluates and exports the run from the two
 # calls' files (see there), e.g.
-#   bash models/after_lease.sh FIRST_FILES SECOND_FILES "H100 (leased) cuda, bf16" ms-128-192-r7
+#   bash models/after_lease.sh FIRST_FILES SECOND_FILES "H100 (leased) cuda, bf16" ms-128-192-r8
 set -u
 minutes=${1:?minutes} stop=${2:-}
 out=${OUT:-/tmp/out}
@@ -49,7 +49,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # the leases' training logs rise the same way before the decay brings them down. By the square-root
 # rule, 3e-4 at batch 64 is about 1e-4 at batch 8, so the larger batch should calm it; the 500-step
 # warm-up (about 12 s) removes the first steps' transient of the fresh Adam state (+0.5% against +3.9%).
-ms_from=ms-128-192-r6 ms=ms-128-192-r7  # released warm start -> new run
+ms_from=ms-128-192-r7 ms=ms-128-192-r8  # released warm start -> new run
 seed=6  # the shard's regions and the patches' offsets; a seed no lease has used (lease 5: 2)
 # A format-2 warm start is read from its ONNX package, which needs onnx there (the device image has 1.23).
 source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }

@@ -1,6 +1,6 @@
 """Quantisation-aware fine-tune of a release's analysis or synthesis, for int8 encoding or decoding.
 
-    .venv/bin/python -m models.int8_finetune --transform g_a|g_s [--model ms-128-192-r6] [--minutes 40] [--out runs/int8-qat/g_s.pt] [--init PATH]
+    .venv/bin/python -m models.int8_finetune --transform g_a|g_s [--model ms-128-192-r7] [--minutes 40] [--out runs/int8-qat/g_s.pt] [--init PATH]
 
 onnxruntime's static int8 (the twins of models/quantize.py, rated by benchmarks/int8.py) rounds the
 weights of one spatial convolution per output channel (the one doing most of the arithmetic: g_a's

@@ -1,6 +1,6 @@
 """int8 twins of a release's float transforms, for ``LIC_TRANSFORMS=int8`` on the CPU.
 
-    .venv/bin/python -m models.quantize ms-128-192-r6 [--calibration DIR ...] [--crops 64] [--seed 0]
+    .venv/bin/python -m models.quantize ms-128-192-r7 [--calibration DIR ...] [--crops 64] [--seed 0]
 
 onnxruntime's static quantisation, as it recommends for CNNs: QDQ format, per-channel int8 weights with
 7 bits of range (``WEIGHT_BITS``: onnxruntime's u8s8 kernels saturate on 8-bit weights on x86 CPUs

@@ -75,7 +75,7 @@ def as_version_1(data: bytes) -> bytes:
 
 
 def test_version_1_files_still_read_as_independent_tiles(codec):
-    data = (Path(__file__).parent / "golden" / "ms-128-192-r6-q3-tile64.lic").read_bytes()
+    data = (Path(__file__).parent / "golden" / "ms-128-192-r7-q3-tile64.lic").read_bytes()
     old = as_version_1(data)
     assert bitstream.parse(old).context == 0 and len(old) == len(data) - 1
     assert np.array_equal(np.asarray(codec.decompress(old)), np.asarray(codec.decompress(data)))

@@ -163,7 +163,7 @@ def test_int8_transforms_are_served_apart_from_fp32(service, redis_server, kodim
             coded = client.post("/compress", content=png_bytes(crop), headers=PNG, params={"quality": 4})
     finally:
         process.stop()
-    assert models.pop("ms-128-192-r6") == "int8" and set(models.values()) == {"fp32"}
+    assert models.pop("ms-128-192-r7") == "int8" and set(models.values()) == {"fp32"}
     assert fp32.headers["x-lic-transforms"] == "fp32" and int8.headers["x-lic-transforms"] == "int8"
     assert int8.headers["etag"] != fp32.headers["etag"]
     from_fp32, from_int8 = (np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")) for r in (fp32, int8))

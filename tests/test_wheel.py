@@ -17,7 +17,7 @@ import pytest
 
 from tests.service_harness import REPO
 
-MODELS = ("c2f-64-96-r7", "ms-128-192-r6", "ms-64-96-r3")
+MODELS = ("c2f-64-96-r7", "ms-128-192-r7", "ms-64-96-r3")
 
 
 def run(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -78,7 +78,7 @@ def test_installed_wheel_lists_and_verifies_its_models(venv, tmp_path):
     assert first.startswith(f"models in {venv}") and "site-packages/models/zoo" in first and first.endswith(": 3"), first
     for model in MODELS:
         assert f"\n{model}" in printed
-    assert "ms-128-192-r6 (default)" in printed
+    assert "ms-128-192-r7 (default)" in printed
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -18,7 +18,7 @@ from service.codec.limits import QUALITY_MAX, QUALITY_MIN
 from service.codec.manifest import Level, Manifest
 
 ZOO_DIR = Path(__file__).resolve().parents[2] / "models" / "zoo"  # the service's is Settings.model_dir (LIC_MODEL_DIR)
-DEFAULT_MODEL = "ms-128-192-r6"
+DEFAULT_MODEL = "ms-128-192-r7"
 # Peak onnxruntime memory of one window through g_a or g_s (g_s is the larger), in bytes per window
 # pixel per channel of N: a little over the worst of benchmarks/memory.json's rows (batch 1, any arena
 # mode; "on" peaks highest). Larger batches cost less per window, so a batch's estimate errs high.

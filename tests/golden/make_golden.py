@@ -44,8 +44,8 @@ def symbol_digest(codec: Codec, data: bytes) -> str:
 
 # Every model in the zoo has a multi-tile case with independent tiles and one with tiles coded with context.
 FIRST_MODEL = "ms-64-96-r3"  # the fast CPU model: four cases covering tiling, grayscale and alpha (made again at each of its releases)
-LATER_MODELS = ["ms-64-96-r3", "c2f-64-96-r7", "ms-128-192-r6"]  # independent tiles (context 0, deblocked): one multi-tile case each
-CONTEXT_MODELS = ["c2f-64-96-r7", "ms-128-192-r6", "ms-64-96-r3"]  # format version 2: tiles coded with 32 px of context (y; y and hyper features)
+LATER_MODELS = ["ms-64-96-r3", "c2f-64-96-r7", "ms-128-192-r7"]  # independent tiles (context 0, deblocked): one multi-tile case each
+CONTEXT_MODELS = ["c2f-64-96-r7", "ms-128-192-r7", "ms-64-96-r3"]  # format version 2: tiles coded with 32 px of context (y; y and hyper features)
 
 
 def cases() -> dict[str, tuple[Image.Image, dict]]:
