@@ -54,16 +54,15 @@ def lineage(meta: dict) -> str:
     return f"{meta['architecture']} {meta['widths']}"
 
 
-def gpu_run_ends(table: list[dict], runs: dict, name: str) -> dict[str, dict]:
-    """The last evaluation of each GPU run of run ``name``'s lineage, in training order."""
-    return {r["run"]: r for r in table if on_gpu(runs[r["run"]]) and lineage(runs[r["run"]]) == lineage(runs[name])}
-
-
-def trend(table: list[dict], runs: dict, name: str) -> dict:
+def trend(table: list[dict], runs: dict, name: str) -> dict | None:
     """Run ``name``'s lineage on the GPU: Kodak BD-rate against AVIF at the ends of its last ``FIT_RUNS``
     runs, fitted as a straight line in log2(patches seen) (returns diminish, so the latest runs say most
-    about the next), and what the targets would take on that line at run ``name``'s patches per GPU minute."""
-    ends = dict(list(gpu_run_ends(table, runs, name).items())[-FIT_RUNS:])
+    about the next), and what the targets would take on that line at run ``name``'s patches per GPU minute.
+    None where the lineage has fewer GPU runs."""
+    ends = {r["run"]: r for r in table if on_gpu(runs[r["run"]]) and lineage(runs[r["run"]]) == lineage(runs[name])}
+    if len(ends) < FIT_RUNS:
+        return None
+    ends = dict(list(ends.items())[-FIT_RUNS:])
     patches = np.array([r["patches"] for r in ends.values()])
     slope, intercept = np.polyfit(np.log2(patches), [r["bd_vs_AVIF"] for r in ends.values()], 1)
     last = ends[name]
@@ -107,7 +106,7 @@ def main() -> None:
         print(f"| {r['run']} | {r['architecture']} | {r['step']} | {r['hours']:.2f} | {r['gpu_minutes']:.1f} | "
               f"{r['patches'] / 1e6:.2f} | " + " | ".join(f"{r[f'bd_vs_{a}']:+.1f}%" for a in ANCHORS) + " |")
     lineages = {lineage(meta): name for name, meta in runs.items() if on_gpu(meta)}  # each lineage's last GPU run
-    fits = [trend(table, runs, name) for name in lineages.values() if len(gpu_run_ends(table, runs, name)) >= FIT_RUNS]
+    fits = [fit for name in lineages.values() if (fit := trend(table, runs, name))]
     for fit in fits:
         print(f"\n{fit['lineage']}, the ends of its last GPU runs ({', '.join(fit['runs'])}): {fit['bd_vs_AVIF_per_doubling']:+.1f} points against "
               f"AVIF per doubling of the patches seen; {fit['last']['run']} is at {fit['last']['bd_vs_AVIF']:+.1f}% after "
