@@ -3,7 +3,7 @@
 #   bash benchmarks/gpu_prepare.sh        # gpu/wheels and gpu/kodak; checks the 64 MiB carry
 # then the call:  run(command="bash benchmarks/gpu_service.sh", carry=["gpu/wheels", "gpu/kodak"], timeout_s=540)
 # A lease trains first (DEVELOPERS.md): with 15 device-minutes, the machine's start, one training call
-# (bash models/gpu_lease.sh 5.5: a whole schedule in one call) and this call fit. Between the two,
+# (bash models/gpu_lease.sh 4.5: its stage 1 and a whole end-to-end schedule, about 7 minutes) and this call fit. Between the two,
 # here: the stashed models back into the tree (the first lines of models/after_lease.sh), then
 # gpu_prepare.sh (before_lease.sh's `rm -rf gpu` removes what it made).
 # and after it, here: copy the files back into benchmarks/ (gpu_service.json, gpu_service.png) and the

@@ -81,8 +81,8 @@ def continue_training(model: torch.nn.Module, pool: PatchPool, plan: Schedule, s
     optimizer = torch.optim.Adam(params, lr=plan.lr)
     schedule = argparse.Namespace(lr=plan.lr, warmup_steps=plan.warmup_steps, decay_from=1.0)  # models.train's, without decay
 
-    def net(x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
-        return model(x, q, noise=not plan.rounded, straight_through=not plan.rounded)
+    def net(x: torch.Tensor, q: torch.Tensor, synthesize: bool) -> dict[str, torch.Tensor]:
+        return model(x, q, noise=not plan.rounded, straight_through=not plan.rounded, synthesize=synthesize)
 
     autocast = torch.autocast("cpu", dtype=torch.bfloat16)
     rng = np.random.default_rng(0)

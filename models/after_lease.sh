@@ -21,10 +21,12 @@ if [ -d "$stash" ]; then
   rm -r "$stash"
 fi
 kodak=${KODAK:-../shared/data/kodak}
+# A call's weights: one file, or (over the 16 MiB a file can come back in) its parts in order.
+weights() { if [ -e "$1/$2.pt" ]; then cat "$1/$2.pt"; else cat "$1/$2.pt".part*; fi; }
 for name in "$@"; do
   mkdir -p "runs/$name"
-  cp "$first/$name.pt" "runs/$name/mid.pt"
-  cp "$second/$name.pt" "runs/$name/release.pt"
+  weights "$first" "$name" >"runs/$name/mid.pt"
+  weights "$second" "$name" >"runs/$name/release.pt"
   cp "$second/$name.jsonl" "runs/$name/log.jsonl"
   for checkpoint in mid release; do
     .venv/bin/python -m models.evaluate "runs/$name/$checkpoint.pt" "runs/$name/log.jsonl" --kodak "$kodak" --machine "$machine"

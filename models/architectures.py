@@ -129,13 +129,15 @@ class VariableRateCodec(nn.Module):
     def synthesize(self, y_hat: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True, straight_through: bool = True) -> dict[str, torch.Tensor]:
-        """Training/eval pass. Returns x_hat and bits per sample (B,).
+    def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True, straight_through: bool = True,
+                synthesize: bool = True) -> dict[str, torch.Tensor]:
+        """Training/eval pass. Returns x_hat (unless ``synthesize`` is off) and bits per sample (B,).
 
         noise: rates of noisy latents (training) or of the rounded ones. straight_through: the synthesis
         sees rounded latents either way; with it, gradients pass the rounding to the analysis, without it
         they stop there, and a predicted mean gets its exact gradient (the decoded value is symbol + mean),
-        which is what a decoder-side fine-tune on the real, rounded latents wants.
+        which is what a decoder-side fine-tune on the real, rounded latents wants. Without synthesis the
+        pass is the rate alone, which is all an entropy-model fit (``entropy_parameters``) needs.
 
         Under autocast only g_a and the synthesis run in reduced precision: the hyper networks and
         likelihoods stay in fp32, since means and rates are precision-sensitive and cheap (1/16 scale).
@@ -143,26 +145,39 @@ class VariableRateCodec(nn.Module):
         gain, inverse_gain = self.gains(q)
         y = self.g_a(x).float() * gain
         with torch.autocast(x.device.type, enabled=False):
-            latents = {"y": y, **self.hyper_analysis(y)}
-            bits = torch.zeros(x.shape[0], device=x.device)
-            decoded: dict[str, torch.Tensor] = {}
-            features: dict[str, torch.Tensor] = {}
-            for level in self.levels():
-                value = latents[level.name]
-                coded = value + torch.empty_like(value).uniform_(-0.5, 0.5) if noise else torch.round(value)
-                if level.hyper is None:
-                    likelihood = self.entropy_bottleneck.likelihood(coded)
-                    decoded[level.name] = ste_round(value) if straight_through else torch.round(value)
-                else:
-                    feats, mean, position = getattr(self, level.hyper)(decoded[self.hyper_source(level.name)])
-                    features[level.hyper] = feats
-                    if not noise:
-                        coded = torch.round(value - mean) + mean
-                    likelihood = gaussian_likelihood(coded, mean, scale_from_position(position))
-                    decoded[level.name] = (ste_round(value - mean) if straight_through else torch.round(value - mean)) + mean
-                bits = bits - torch.log2(likelihood).flatten(1).sum(1)
-        x_hat = self.synthesize(decoded["y"] * inverse_gain, features)
-        return {"x_hat": x_hat, "bits": bits}
+            bits, y_hat, features = self.rate(y, noise, straight_through)
+        out = {"bits": sum(bits.values())}
+        if synthesize:
+            out["x_hat"] = self.synthesize(y_hat * inverse_gain, features)
+        return out
+
+    def rate(self, y: torch.Tensor, noise: bool = True, straight_through: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+        """The entropy model on a (gained) latent y: bits per sample (B,) of each level, the decoded
+        y_hat, and the hyper features the synthesis reads. ``noise`` and ``straight_through`` as in ``forward``."""
+        latents = {"y": y, **self.hyper_analysis(y)}
+        bits: dict[str, torch.Tensor] = {}
+        decoded: dict[str, torch.Tensor] = {}
+        features: dict[str, torch.Tensor] = {}
+        for level in self.levels():
+            value = latents[level.name]
+            coded = value + torch.empty_like(value).uniform_(-0.5, 0.5) if noise else torch.round(value)
+            if level.hyper is None:
+                likelihood = self.entropy_bottleneck.likelihood(coded)
+                decoded[level.name] = ste_round(value) if straight_through else torch.round(value)
+            else:
+                feats, mean, position = getattr(self, level.hyper)(decoded[self.hyper_source(level.name)])
+                features[level.hyper] = feats
+                if not noise:
+                    coded = torch.round(value - mean) + mean
+                likelihood = gaussian_likelihood(coded, mean, scale_from_position(position))
+                decoded[level.name] = (ste_round(value - mean) if straight_through else torch.round(value - mean)) + mean
+            bits[level.name] = -torch.log2(likelihood).flatten(1).sum(1)
+        return bits, decoded["y"], features
+
+    def entropy_parameters(self) -> list[nn.Parameter]:
+        """The entropy model: hyper-analyses, hyper-syntheses and the bottleneck, all that the rate of a
+        given y depends on (the gains and g_a make y; the synthesis does not touch the rate)."""
+        return [p for name, p in self.named_parameters() if name.startswith(("h_a", "h_s", "entropy_bottleneck"))]
 
     def hyper_source(self, level_name: str) -> str:
         """The decoded latent a level's hyper-synthesis reads: the next coarser level."""
@@ -331,6 +346,13 @@ class CoarseToFine(VariableRateCodec):
         self.g_a = analysis_transform(n, m)
         self.h_a2 = nn.Sequential(conv(m, m, 3, 1), nn.LeakyReLU(), conv(m, h2, 3, 1), nn.LeakyReLU(), conv(h2, h2))
         self.h_a1 = nn.Sequential(conv(h2, h2, 3, 1), nn.LeakyReLU(), conv(h2, h1, 3, 1), nn.LeakyReLU(), conv(h1, h1))
+        # Start the hyper path open: by default initialisation z2 starts at about a tenth of y's magnitude
+        # and z1 at a fiftieth of it, so both round to zero and carry nothing. Scaled, both start near
+        # y's magnitude: 5-9% less rate at equal steps fitting an entropy model to the default's latents
+        # (docs/training.md, "Stage 1 on the CPU"), though the rate alone can still close the path.
+        with torch.no_grad():
+            self.h_a2[-1].weight.mul_(10.0)
+            self.h_a1[-1].weight.mul_(10.0)
         self.entropy_bottleneck = EntropyBottleneck(h1)
         # Hyper-synthesis: "signal-preserving" up-sampling trunk, then a 5x5-receptive-field predictor.
         self.h_s1 = HyperSynthesis(

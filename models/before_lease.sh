@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Before a GPU lease, on the CPU machine, from the repository root: make what travels fit the device's
 # 64 MiB limit. Moves every model package and checkpoint to /tmp/lease-stash except the weights of the
-# warm start that models/gpu_lease.sh names (ms_from: a format-1 release's .pt, a later release's
+# warm start that models/gpu_lease.sh names (warm_from: a format-1 release's .pt, a later release's
 # package), then draws this lease's fresh native-scale training shard gpu/train (models/shard.py, with
 # the lease's seed) into whatever the limit leaves. models/after_lease.sh moves the models back.
 # Then call the device with carry ["gpu"].
 set -eu
 stash=/tmp/lease-stash
-eval "$(grep -E '^(ms_from|seed)=' models/gpu_lease.sh | sed 's/#.*//')"
+eval "$(grep -E '^(warm_from|seed)=' models/gpu_lease.sh | sed 's/#.*//')"
 keep=$(.venv/bin/python -c "import os, sys; from models.release import release_source
-print(os.path.relpath(release_source(sys.argv[1])))" "$ms_from")
+print(os.path.relpath(release_source(sys.argv[1])))" "$warm_from")
 mkdir -p "$stash/zoo" "$stash/checkpoints"
 for path in models/zoo/* models/checkpoints/*.pt; do
   if [ -e "$path" ] && [ "$path" != "$keep" ]; then mv "$path" "$stash/$(basename "$(dirname "$path")")/"; fi

@@ -1,30 +1,31 @@
 #!/usr/bin/env bash
 # One leased-GPU training session, run on the device machine from the repository root:
-#   bash models/gpu_lease.sh 12.0 7.8   # plans a 12.0-minute schedule and stops at 7.8 (fits one 600 s call);
-#   bash models/gpu_lease.sh 12.0       # then at once, on the still-warm machine: resumes the run to the end
-# Continues the default model on one learning-rate schedule over MINUTES of training that ends
-# decayed; STOP_MINUTES pauses it (checkpointed, in /tmp) for the next call. Each call writes the fp16
-# weights (a release checkpoint, for `lic export`) and logs to $OUT (about 30 s of start-up beside
-# the training). Leases 3 and 4 instead decayed fully by 7.8 minutes and re-stretched the
-# schedule in the second call, which heated the learning rate back up to half its peak.
+#   bash models/gpu_lease.sh 11.0 6.0   # plans an 11.0-minute end-to-end schedule, stops it at 6.0 (fits one 600 s call);
+#   bash models/gpu_lease.sh 11.0       # then at once, on the still-warm machine: resumes the run to the end
+# Trains the coarse-to-fine model at N=128 (M=192, z2 256, z1 128: the paper's widths but for the
+# hidden width of g_a and the synthesis, 192 there; issue 26), warm-started from the default in two stages:
+#   1. entropy (ENTROPY_MINUTES, first call only): the default's g_a, gains and synthesis, frozen, and a
+#      fresh two-level hyperprior fitted to their latents (`lic train --stage entropy`: no synthesis runs).
+#      The warm start makes the new synthesis compute the default's exactly (models/warm_start.py), so
+#      the model starts at the default's distortion with an entropy model of its own. On the CPU this
+#      stage alone measured what the coarse-to-fine hyperprior buys (benchmarks/c2f_prior.py).
+#   2. all: end to end from stage 1, where the aggregation network learns to use the hyper features,
+#      one learning-rate schedule of MINUTES over both calls; STOP_MINUTES pauses it (checkpointed, in
+#      /tmp) for the next call.
+# Each call writes the fp16 weights (a release checkpoint, for `lic export`) and logs to $OUT.
 # A lease has 15 device-minutes in all, and the machine's start counts: lease 5 found no H100 free,
 # fell back to an H200 and had 238 s left after the first call. Then the second call shortens the
-# schedule to what is left, MINUTES = 7.8 + (budget_left_s - 75) / 60 rounded down (lease 5 ran 10.4
+# schedule to what is left, MINUTES = 6.0 + (budget_left_s - 75) / 60 rounded down (lease 5 ran 10.4
 # in 176 s of wall time): the learning rate steps down at the resume and still ends decayed. With under
 # about 90 s left, skip it: the first call's checkpoint (mid-schedule) is the release.
-# What each lease ran is in benchmarks/training/runs.json.
-#
-# Leases 1-4 trained the coarse-to-fine model beside the default. From lease 5 the default has the GPU
-# alone: its targets are the ones still open, it gains more per lease (-5.1% BD-rate from -r4 to -r5,
-# against -2.7% for c2f-64-96-r6 to -r7), a release of it alone (12.5 MB) leaves the weight budget room
-# for four leases instead of three, and the coarse-to-fine model's open question (larger images) needs
-# high-resolution training data, not more of the same (README, "Coarse-to-fine against mean-scale").
+# What each lease ran is in benchmarks/training/runs.json. Leases 1-4 trained c2f-64-96 beside the
+# default, leases 5 and 6 the default alone (its issue is resolved; README, "What more compute would buy").
 #
 # Before the call, on the CPU machine: bash models/before_lease.sh (the training shard, and every model
 #   but the warm start out of the tree, which must stay under 64 MiB); call with carry ["gpu"].
 # After it, on the CPU machine: models/after_lease.sh evaluates and exports the run from the two
 # calls' files (see there), e.g.
-#   bash models/after_lease.sh FIRST_FILES SECOND_FILES "H100 (leased) cuda, bf16" ms-128-192-r8
+#   bash models/after_lease.sh FIRST_FILES SECOND_FILES "H100 (leased) cuda, bf16" c2f-128-192-r1
 set -u
 minutes=${1:?minutes} stop=${2:-}
 out=${OUT:-/tmp/out}
@@ -38,7 +39,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # the time per step. Measured in lease 5 (H200): batch 64 at 60 steps/s once compiled (3,840 patches/s,
 # 2.5x lease 4's), the GPU 80-88% busy in nvidia-smi's samples, so little is left for a larger batch.
 # The first step compiles (27 s on the H100, on the training clock; train.py goes on eagerly if
-# compiling fails).
+# compiling fails). The coarse-to-fine model at N=128 does several times the default's work a step
+# (benchmarks/c2f_scale.py: its synthesis 8.6x the multiply-adds), so expect well under 60 steps/s;
+# stage 1 runs no synthesis. Both stages compile, so the first call stops stage 2 at 6.0 minutes.
 # Data (from lease 6): the shard is about 640 random 384 px regions of about 430 photos of train/ and train-hires/ at their
 # native scale (models/shard.py, drawn by before_lease.sh with this lease's seed, so every lease trains
 # on fresh regions); 64 patches a region, not downscaled again (--min-scale 1), make a pool of about 41k
@@ -49,8 +52,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # the leases' training logs rise the same way before the decay brings them down. By the square-root
 # rule, 3e-4 at batch 64 is about 1e-4 at batch 8, so the larger batch should calm it; the 500-step
 # warm-up (about 12 s) removes the first steps' transient of the fresh Adam state (+0.5% against +3.9%).
-ms_from=ms-128-192-r7 ms=ms-128-192-r8  # released warm start -> new run
+warm_from=ms-128-192-r7 run=c2f-128-192-r1  # released warm start -> new run
+widths=n=128,m=192,h2=256,h1=128
 seed=6  # the shard's regions and the patches' offsets; a seed no lease has used (lease 5: 2)
+entropy_minutes=1.5  # stage 1, its compilation included; on the CPU: runs.json, c2f-128-192-r0
 # A format-2 warm start is read from its ONNX package, which needs onnx there (the device image has 1.23).
 source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }
 # GPU utilisation and memory every 5 s: whether one run at batch 64 leaves the GPU idle, which decides
@@ -59,13 +64,26 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw --format
 monitor=$!
 # What the call hands back is in $OUT all along: the fp16 weights at every save (each minute) and the
 # log every 20 s. A call cut off by the lease's budget (the call's limit can be less than its timeout
-# when the machine's start took long) still returns its latest weights instead of nothing.
-(while sleep 20; do cp /tmp/a/$ms/log.jsonl "$out/$ms.jsonl" 2>/dev/null; done) &
+# when the machine's start took long) still returns its latest weights instead of nothing. Files come
+# back 16 MiB at most: the weights (about 39 MB in fp16) travel in 15 MiB parts, which
+# models/after_lease.sh joins. With the logs and gpu_util.csv that is 8 files, the most that come back.
+hand_back() {
+  [ -e /tmp/a/$run.pt ] && split -b 15M -d /tmp/a/$run.pt "$out/$run.pt.part"
+  cp /tmp/a/$run/log.jsonl "$out/$run.jsonl" 2>/dev/null
+}
+(while sleep 20; do hand_back; done) &
 copier=$!
-python3 -m models.train --arch mean-scale --widths n=128,m=192 --init-from "$(source_of $ms_from)" \
-  --data gpu/train --patch 256 --batch 64 --compile --per-image 64 --min-scale 1 --seed "$seed" --steps 100000000 --minutes "$minutes" \
-  ${stop:+--stop-minutes "$stop"} --warmup-steps 500 --save-minutes 1 --release-to "$out/$ms.pt" --threads 4 \
-  --lr 3e-4 --decay-from 0.3 --run /tmp/a/$ms >"$out/$ms.log" 2>&1
+common=(--arch coarse2fine --widths "$widths" --data gpu/train --patch 256 --batch 64 --compile --per-image 64
+  --min-scale 1 --seed "$seed" --steps 100000000 --save-minutes 1 --threads 4)
+if [ ! -e /tmp/a/$run-entropy/done ]; then
+  python3 -m models.train "${common[@]}" --stage entropy --init-from "$(source_of $warm_from)" --minutes "$entropy_minutes" \
+    --warmup-steps 100 --lr 5e-4 --decay-from 0.5 --run /tmp/a/$run-entropy >"$out/$run-entropy.log" 2>&1 \
+    && touch /tmp/a/$run-entropy/done
+  cp /tmp/a/$run-entropy/log.jsonl "$out/$run-entropy.jsonl"
+fi
+python3 -m models.train "${common[@]}" --init-from /tmp/a/$run-entropy/last.pt --minutes "$minutes" \
+  ${stop:+--stop-minutes "$stop"} --warmup-steps 500 --release-to /tmp/a/$run.pt \
+  --lr 3e-4 --decay-from 0.3 --run /tmp/a/$run >"$out/$run.log" 2>&1
 kill $monitor $copier 2>/dev/null
-cp /tmp/a/$ms/log.jsonl "$out/$ms.jsonl"
+hand_back
 ls -la "$out"; tail -n 3 "$out"/*.log

@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, default=0,
                    help="ramp lr up linearly over a new run's first steps (a warm start's fresh Adam state otherwise jolts it)")
     p.add_argument("--metric", choices=["mse", "ms-ssim"], default="mse")
+    p.add_argument("--stage", choices=["all", "entropy"], default="all",
+                   help="entropy: train only the entropy model, on the rate of the frozen g_a's latents, without "
+                   "running the synthesis (fits a new entropy model to a warm-started transform, cheaply)")
     p.add_argument("--per-image", type=int, default=24, help="patches drawn per training image")
     p.add_argument("--min-scale", type=float, default=0.5,
                    help="each image is downscaled by a random factor in [min-scale, 1] first (1: a native-scale shard, models/shard.py)")
@@ -103,14 +106,18 @@ def rd_loss(model: torch.nn.Module, patches: np.ndarray, quality: float, batch: 
     return total / len(patches)
 
 
-def backward_step(net: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer, x: torch.Tensor, q: torch.Tensor,
-                  metric: str, autocast: torch.autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of the rate-distortion loss of one batch; returns the loss, and bpp and MSE per sample."""
+def backward_step(net: Callable[..., dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer, x: torch.Tensor, q: torch.Tensor,
+                  metric: str, autocast: torch.autocast, synthesize: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of the rate-distortion loss of one batch (the rate alone without synthesis); returns the
+    loss, and bpp and MSE (NaN without synthesis) per sample."""
     optimizer.zero_grad(set_to_none=True)
     with autocast:
-        out = net(x, q)
+        out = net(x, q, synthesize=synthesize)
     bpp = out["bits"] / (x.shape[2] * x.shape[3])
-    dist, mse = distortion_term(out["x_hat"].float(), x, lambda_for_quality(q), metric)
+    if synthesize:
+        dist, mse = distortion_term(out["x_hat"].float(), x, lambda_for_quality(q), metric)
+    else:
+        dist, mse = torch.zeros_like(bpp), torch.full_like(bpp, math.nan)
     loss = (dist + bpp).mean()
     loss.backward()
     return loss.detach(), bpp.detach(), mse.detach()
@@ -152,7 +159,11 @@ def run(args: argparse.Namespace) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick the fastest kernels once
     model.to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    trained = model.entropy_parameters() if args.stage == "entropy" else list(model.parameters())
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in {id(t) for t in trained})
+    optimizer = torch.optim.Adam(trained, lr=args.lr)
+    synthesize = args.stage == "all"
     state_path = run_dir / "last.pt"
     step, elapsed = 0, 0.0
     if state_path.exists():
@@ -194,13 +205,13 @@ def run(args: argparse.Namespace) -> None:
         x = pool.batch(args.batch, rng, device)
         q = torch.empty(args.batch, device=device).uniform_(1, QUALITIES)
         try:
-            loss, bpp, mse = backward_step(step_model, optimizer, x, q, args.metric, autocast)
+            loss, bpp, mse = backward_step(step_model, optimizer, x, q, args.metric, autocast, synthesize)
         except Exception as error:  # the compiler fails on this machine: a leased GPU's minutes go on eagerly
             if step_model is model:
                 raise
             tqdm.write(f"torch.compile failed ({type(error).__name__}: {error}); training eagerly")
             step_model = model
-            loss, bpp, mse = backward_step(model, optimizer, x, q, args.metric, autocast)
+            loss, bpp, mse = backward_step(model, optimizer, x, q, args.metric, autocast, synthesize)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step = step + 1

@@ -3,7 +3,9 @@
 Two cases, both common when CPU-hours are scarce:
 
 * another architecture: every tensor whose name and shape match is copied (coarse2fine starts from
-  mean-scale's trained g_a/g_s), the rest stays freshly initialised;
+  mean-scale's trained g_a/g_s), the rest stays freshly initialised. Coarse2fine's synthesis also
+  starts as the source's (``_inherit_synthesis``), so a warm start begins at the source's distortion
+  and only the entropy model and the aggregation of the hyper features have to be learnt;
 * a wider latent (m grows, e.g. 96 -> 192 channels): a tensor whose latent-sized dimensions grew is
   *widened*. The old channels are copied into the leading slice of each m-sized block (the hyper
   head's [means | scale positions] are two blocks); the new channels keep their fresh
@@ -67,4 +69,35 @@ def warm_start(model: VariableRateCodec, source: dict[str, torch.Tensor], source
             loaded[name] = grown
             widened += 1
     model.load_state_dict(loaded, strict=False)
+    if model.architecture == "coarse2fine" and source_config.get("architecture") != "coarse2fine":
+        _inherit_synthesis(model, source)
     return len(loaded) - widened, widened
+
+
+@torch.no_grad()
+def _inherit_synthesis(model: VariableRateCodec, source: dict[str, torch.Tensor]) -> None:
+    """Make coarse2fine's synthesis compute the source's: g_s's first six layers are copied already;
+    its last layer, a transposed convolution to RGB, is rebuilt from ``reconstruct``.
+
+    reconstruct = transposed conv (2n -> n/2), ReLU, 3x3 conv (-> 3), reading [g_s features | aggregated
+    hyper features] + fuse(...). fuse's last convolution starts at zero (the residual is the identity);
+    the transposed convolution's channels 0-2 carry the source's last layer on the g_s features and
+    channels 3-5 its negative, so that relu(a) - relu(-a) = a in the 3x3 convolution's centre tap. Its
+    other channels keep their fresh weights but start unread (zero weights in the 3x3 convolution):
+    they are where the aggregated hyper features come in once training moves those weights.
+    """
+    weight, bias = source.get("g_s.6.weight"), source.get("g_s.6.bias")
+    n = model.widths["n"]
+    if weight is None or bias is None or weight.shape != (n, 3, 5, 5):
+        return
+    fuse_last, up, to_rgb = model.fuse[-1], model.reconstruct[0], model.reconstruct[-1]
+    fuse_last.weight.zero_()
+    fuse_last.bias.zero_()
+    up.weight[:, :6].zero_()
+    up.weight[:n, :3] = weight.float()
+    up.weight[:n, 3:6] = -weight.float()
+    up.bias[:3], up.bias[3:6] = bias.float(), -bias.float()
+    to_rgb.weight.zero_()
+    to_rgb.bias.zero_()
+    for c in range(3):
+        to_rgb.weight[c, c, 1, 1], to_rgb.weight[c, c + 3, 1, 1] = 1.0, -1.0

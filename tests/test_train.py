@@ -54,6 +54,25 @@ def test_train_resume_and_export(tmp_path):
     assert f"{len(trained)} tensors copied, 0 widened, of {len(trained)}" in output
 
 
+def test_the_entropy_stage_trains_only_the_entropy_model(tmp_path):
+    """--stage entropy: a new coarse2fine entropy model fitted to a mean-scale source's transforms."""
+    source = tmp_path / "source"
+    train(source, 1, "--eval-dir", "")
+    output = train(tmp_path / "fit", 3, "--arch", "coarse2fine", "--widths", "n=16,m=24,h2=16,h1=8", "--stage", "entropy",
+                   "--init-from", str(source / "last.pt"), "--lr", "1e-2")
+    assert "tensors copied" in output
+    before = torch.load(source / "last.pt", weights_only=False)["model"]
+    after = torch.load(tmp_path / "fit" / "last.pt", weights_only=False)["model"]
+    moved = {k.split(".")[0] for k, v in after.items() if k in before and v.shape == before[k].shape and not torch.equal(v, before[k])}
+    assert "g_a" not in moved and "g_s" not in moved and "log_gain" not in moved
+    from models.architectures import build
+
+    torch.manual_seed(0)  # the run's seed: the fresh tensors it started from
+    fresh = build({"architecture": "coarse2fine", "n": 16, "m": 24, "h2": 16, "h1": 8}).state_dict()
+    assert not torch.equal(after["h_s2.head.3.weight"], fresh["h_s2.head.3.weight"])  # trained
+    assert torch.equal(after["aggregate.0.weight"], fresh["aggregate.0.weight"])  # synthesis: frozen
+
+
 def test_a_time_budget_ends_the_run_by_itself(tmp_path):
     """--minutes: the lr schedule runs on training time and the run stops, checkpointed, when it is spent."""
     run = tmp_path / "run"
@@ -100,6 +119,40 @@ def test_warm_start_copies_matching_tensors_across_architectures():
     assert widened == 0 and copied == len(shared) and any(k.startswith("g_a.") for k in shared)
     assert all(torch.equal(own[k], source.state_dict()[k]) for k in shared)
     assert not any(k.startswith(("h_a1.", "fuse.")) for k in shared)  # coarse2fine's own layers stay fresh
+
+
+def test_coarse2fine_warm_start_synthesizes_what_its_source_did():
+    from models.architectures import build
+    from models.warm_start import warm_start
+
+    torch.manual_seed(0)
+    source = build({"architecture": "mean-scale", "n": 16, "m": 24})
+    target = build({"architecture": "coarse2fine", "n": 16, "m": 24, "h2": 16, "h1": 8})
+    warm_start(target, source.state_dict(), source.config())
+    x, q = torch.rand(2, 3, 128, 128), torch.tensor([2.0, 6.5])
+    with torch.no_grad():
+        y_hat = torch.round(target.g_a(x) * target.gains(q)[0])
+        latents = target.hyper_analysis(y_hat)
+        f1 = target.h_s1(torch.round(latents["z1"]))[0]
+        features = {"h_s1": f1, "h_s2": target.h_s2(torch.round(latents["z2"]))[0]}
+        assert torch.allclose(target.synthesize(y_hat, features), source.g_s(y_hat), atol=1e-5)
+    # The aggregated hyper features are unread at first; the residual's last convolution, which can
+    # bring them into the channels the inherited last layer reads, gets gradients from the start.
+    target.synthesize(y_hat, features).square().mean().backward()
+    fuse_last = target.fuse[-1].weight.grad
+    assert fuse_last[:16].abs().sum() > 0  # the rows that add to the g_s channels
+
+
+def test_a_fresh_coarse2fine_starts_with_its_hyper_path_open():
+    """z2 and z1 start near y's magnitude: rounding does not zero them, so side information flows."""
+    from models.architectures import build
+
+    torch.manual_seed(0)
+    model = build({"architecture": "coarse2fine", "n": 16, "m": 24, "h2": 16, "h1": 8})
+    with torch.no_grad():
+        latents = model.hyper_analysis(torch.randn(2, 24, 32, 32))
+    assert (torch.round(latents["z2"]) != 0).float().mean() > 0.3
+    assert (torch.round(latents["z1"]) != 0).float().mean() > 0.1
 
 
 def test_widening_the_latent_copies_the_old_channels_into_each_block():

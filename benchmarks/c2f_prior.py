@@ -1,0 +1,84 @@
+"""Where the bits go when a coarse-to-fine entropy model codes the default's latents (issue 26).
+
+The first stage of a coarse-to-fine model warm-started from the default (``lic train --arch coarse2fine
+--stage entropy --init-from models/zoo/ms-128-192-r7``, models/gpu_lease.sh's stage 1) keeps the
+default's g_a and gains, so the checkpoint and the default code the same y = g_a(x) * gain(q) and
+differ only in their entropy models. Per level, at qualities 1, 4 and 8, on whole images: estimated
+bits per pixel of the rounded latents (-log2 of the likelihoods), and the share of each hyper-latent's
+symbols that are not zero. A hyper path that carries nothing (every symbol zero) leaves y to be coded
+with one learned mean and scale per channel, which is what a fresh entropy model fitted on the rate
+alone drifted to on the CPU (README, "The coarse-to-fine model at N=128").
+
+    .venv/bin/python benchmarks/c2f_prior.py runs/c2f-128-192-r0/last.pt    # about 3 minutes on 2 cores
+
+prints the table and writes benchmarks/c2f_prior.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from models.architectures import VariableRateCodec, padding_multiple
+from models.data import image_files, image_tensor, load_rgb
+from models.release import load_checkpoint, release_source
+
+REFERENCE = "ms-128-192-r7"
+DATA = ROOT.parent / "shared" / "data"
+QUALITIES = (1, 4, 8)
+SETS = {"Kodak": (DATA / "kodak", 24), "hires (first 6)": (DATA / "hires", 6)}
+
+
+@torch.no_grad()
+def budget(model: VariableRateCodec, rgb: np.ndarray, q: float) -> dict[str, tuple[float, float]]:
+    """Per level: (bits per pixel, share of non-zero symbols) of one whole image at quality q."""
+    h, w = rgb.shape[:2]
+    x = image_tensor(rgb, padding_multiple(model))
+    y = model.g_a(x) * model.gains(torch.tensor([q]))[0]
+    bits, _, _ = model.rate(y, noise=False, straight_through=False)
+    latents = model.hyper_analysis(y)
+    return {name: (b.item() / (h * w), (torch.round(latents[name]) != 0).float().mean().item() if name in latents else 1.0)
+            for name, b in bits.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="an entropy stage's checkpoint (coarse2fine warm-started from the default)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "c2f_prior.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rated, state = load_checkpoint(args.checkpoint)
+    reference, _ = load_checkpoint(release_source(REFERENCE))
+    own, default = rated.state_dict(), reference.state_dict()
+    assert all(torch.equal(own[k], default[k]) for k in default if k.startswith(("g_a.", "log_"))), "g_a or the gains are not the default's"
+    models = {f"c2f step {state.get('step')}": rated, REFERENCE: reference}
+    rows = []
+    print(f"{'set':16} {'q':>2} {'model':18} {'bpp':>7}  per level: bpp (non-zero symbols)")
+    for set_name, (folder, count) in SETS.items():
+        images = [load_rgb(f) for f in image_files(folder)[:count]]
+        for q in QUALITIES:
+            for name, model in models.items():
+                levels = [budget(model, rgb, float(q)) for rgb in images]
+                mean = {lv: tuple(float(np.mean([im[lv][i] for im in levels])) for i in range(2)) for lv in levels[0]}
+                total = sum(b for b, _ in mean.values())
+                rows.append({"set": set_name, "quality": q, "model": name, "bpp": total,
+                             "levels": {lv: {"bpp": b, "nonzero": nz} for lv, (b, nz) in mean.items()}})
+                text = "  ".join(f"{lv} {b:.4f}" + (f" ({nz:.0%})" if lv != "y" else "") for lv, (b, nz) in mean.items())
+                print(f"{set_name:16} {q:2} {name:18} {total:7.4f}  {text}")
+    report = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+              "checkpoint": str(args.checkpoint), "checkpoint_step": state.get("step"), "config": state["config"],
+              "rate": "estimated bits of rounded latents, whole images, mean over the images", "rows": rows}
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
