@@ -348,7 +348,7 @@ class CoarseToFine(VariableRateCodec):
         self.h_a1 = nn.Sequential(conv(h2, h2, 3, 1), nn.LeakyReLU(), conv(h2, h1, 3, 1), nn.LeakyReLU(), conv(h1, h1))
         # Start the hyper path open: by default initialisation z2 starts at about a tenth of y's magnitude
         # and z1 at a fiftieth of it, so both round to zero and carry nothing. Scaled, both start near
-        # y's magnitude: 5-9% less rate at equal steps fitting an entropy model to the default's latents
+        # y's magnitude: 3-10% less rate at equal steps fitting an entropy model to the default's latents
         # (docs/training.md, "Stage 1 on the CPU"), though the rate alone can still close the path.
         with torch.no_grad():
             self.h_a2[-1].weight.mul_(10.0)

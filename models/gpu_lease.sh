@@ -4,11 +4,12 @@
 #   bash models/gpu_lease.sh 11.0       # then at once, on the still-warm machine: resumes the run to the end
 # Trains the coarse-to-fine model at N=128 (M=192, z2 256, z1 128: the paper's widths but for the
 # hidden width of g_a and the synthesis, 192 there; issue 26), warm-started from the default in two stages:
-#   1. entropy (ENTROPY_MINUTES, first call only): the default's g_a, gains and synthesis, frozen, and a
+#   1. entropy (entropy_minutes, first call only): the default's g_a, gains and synthesis, frozen, and a
 #      fresh two-level hyperprior fitted to their latents (`lic train --stage entropy`: no synthesis runs).
 #      The warm start makes the new synthesis compute the default's exactly (models/warm_start.py), so
 #      the model starts at the default's distortion with an entropy model of its own. On the CPU this
-#      stage alone measured what the coarse-to-fine hyperprior buys (benchmarks/c2f_prior.py).
+#      stage, on the rate alone, left the hyper path closed (z2 99% zero below quality 8; docs/training.md,
+#      "Stage 1 on the CPU"): the paper's auxiliary losses are the next change to it.
 #   2. all: end to end from stage 1, where the aggregation network learns to use the hyper features,
 #      one learning-rate schedule of MINUTES over both calls; STOP_MINUTES pauses it (checkpointed, in
 #      /tmp) for the next call.
@@ -19,7 +20,7 @@
 # in 176 s of wall time): the learning rate steps down at the resume and still ends decayed. With under
 # about 90 s left, skip it: the first call's checkpoint (mid-schedule) is the release.
 # What each lease ran is in benchmarks/training/runs.json. Leases 1-4 trained c2f-64-96 beside the
-# default, leases 5 and 6 the default alone (its issue is resolved; README, "What more compute would buy").
+# default, lease 5 the default alone (its issue is resolved; README, "What more compute would buy").
 #
 # Before the call, on the CPU machine: bash models/before_lease.sh (the training shard, and every model
 #   but the warm start out of the tree, which must stay under 64 MiB); call with carry ["gpu"].
@@ -55,7 +56,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 warm_from=ms-128-192-r7 run=c2f-128-192-r1  # released warm start -> new run
 widths=n=128,m=192,h2=256,h1=128
 seed=6  # the shard's regions and the patches' offsets; a seed no lease has used (lease 5: 2)
-entropy_minutes=1.5  # stage 1, its compilation included; on the CPU: runs.json, c2f-128-192-r0
+entropy_minutes=1.5  # stage 1, its compilation included
 # A format-2 warm start is read from its ONNX package, which needs onnx there (the device image has 1.23).
 source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }
 # GPU utilisation and memory every 5 s: whether one run at batch 64 leaves the GPU idle, which decides
