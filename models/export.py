@@ -169,7 +169,7 @@ def measure_kodak(model_id: str, folder: Path, qualities: list[float], zoo: Path
             image = codec.decompress(result.data)
             dec += time.perf_counter() - t
             value = psnr(image_io.read_image(data, 1 << 30).rgb, np.asarray(image.convert("RGB")))
-            per_image[name].append([q, round(result.bpp, 5), round(value, 3)])
+            per_image[name].append((q, round(result.bpp, 5), round(value, 3)))
             bpp, dist = bpp + result.bpp, dist + value
         n = len(files)
         rows.append({"quality": q, "bpp": round(bpp / n, 4), "psnr": round(dist / n, 3),
