@@ -42,10 +42,9 @@ def budget(model: VariableRateCodec, rgb: np.ndarray, q: float) -> dict[str, tup
     h, w = rgb.shape[:2]
     x = image_tensor(rgb, padding_multiple(model))
     y = model.g_a(x) * model.gains(torch.tensor([q]))[0]
-    bits, _, _ = model.rate(y, noise=False, straight_through=False)
-    latents = model.hyper_analysis(y)
-    return {name: (b.item() / (h * w), (torch.round(latents[name]) != 0).float().mean().item() if name in latents else 1.0)
-            for name, b in bits.items()}
+    coded = model.rate(y, noise=False, straight_through=False)
+    return {name: (b.item() / (h * w), (torch.round(coded.latents[name]) != 0).float().mean().item())
+            for name, b in coded.bits.items()}
 
 
 def main() -> None:

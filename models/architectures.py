@@ -15,6 +15,8 @@ network predicts each one's entropy parameters, and which hyper features the syn
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -38,6 +40,15 @@ def lambda_for_quality(q: torch.Tensor) -> torch.Tensor:
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
+
+
+class RatePass(NamedTuple):
+    """What the entropy model makes of a gained latent y (``VariableRateCodec.rate``), by level name."""
+
+    bits: dict[str, torch.Tensor]  # bits per sample (B,)
+    latents: dict[str, torch.Tensor]  # y and the hyper-latents, before quantisation
+    decoded: dict[str, torch.Tensor]  # the quantised latents as the decoder sees them
+    features: dict[str, torch.Tensor]  # hyper-synthesis outputs, by hyper-synthesis name
 
 
 class HyperSynthesis(nn.Module):
@@ -131,7 +142,8 @@ class VariableRateCodec(nn.Module):
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True, straight_through: bool = True,
                 synthesize: bool = True) -> dict[str, torch.Tensor]:
-        """Training/eval pass. Returns x_hat (unless ``synthesize`` is off) and bits per sample (B,).
+        """Training/eval pass. Returns x_hat (unless ``synthesize`` is off), bits per sample (B,), and the
+        latents and hyper features by name (as in ``RatePass``; training's helping losses read them).
 
         noise: rates of noisy latents (training) or of the rounded ones. straight_through: the synthesis
         sees rounded latents either way; with it, gradients pass the rounding to the analysis, without it
@@ -145,15 +157,15 @@ class VariableRateCodec(nn.Module):
         gain, inverse_gain = self.gains(q)
         y = self.g_a(x).float() * gain
         with torch.autocast(x.device.type, enabled=False):
-            bits, y_hat, features = self.rate(y, noise, straight_through)
-        out = {"bits": sum(bits.values())}
+            coded = self.rate(y, noise, straight_through)
+        out = {"bits": sum(coded.bits.values()), "latents": coded.latents, "features": coded.features}
         if synthesize:
-            out["x_hat"] = self.synthesize(y_hat * inverse_gain, features)
+            out["x_hat"] = self.synthesize(coded.decoded["y"] * inverse_gain, coded.features)
         return out
 
-    def rate(self, y: torch.Tensor, noise: bool = True, straight_through: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
-        """The entropy model on a (gained) latent y: bits per sample (B,) of each level, the decoded
-        y_hat, and the hyper features the synthesis reads. ``noise`` and ``straight_through`` as in ``forward``."""
+    def rate(self, y: torch.Tensor, noise: bool = True, straight_through: bool = True) -> RatePass:
+        """The entropy model on a (gained) latent y, level by level, coarsest first. ``noise`` and
+        ``straight_through`` as in ``forward``."""
         latents = {"y": y, **self.hyper_analysis(y)}
         bits: dict[str, torch.Tensor] = {}
         decoded: dict[str, torch.Tensor] = {}
@@ -172,7 +184,7 @@ class VariableRateCodec(nn.Module):
                 likelihood = gaussian_likelihood(coded, mean, scale_from_position(position))
                 decoded[level.name] = (ste_round(value - mean) if straight_through else torch.round(value - mean)) + mean
             bits[level.name] = -torch.log2(likelihood).flatten(1).sum(1)
-        return bits, decoded["y"], features
+        return RatePass(bits, latents, decoded, features)
 
     def entropy_parameters(self) -> list[nn.Parameter]:
         """The entropy model: hyper-analyses, hyper-syntheses and the bottleneck, all that the rate of a
@@ -417,4 +429,4 @@ def padding_multiple(model: VariableRateCodec) -> int:
     return max(level.stride for level in model.levels())
 
 
-__all__ = ["ARCHITECTURES", "LAMBDAS", "QUALITIES", "Level", "VariableRateCodec", "build", "lambda_for_quality"]
+__all__ = ["ARCHITECTURES", "LAMBDAS", "QUALITIES", "Level", "RatePass", "VariableRateCodec", "build", "lambda_for_quality"]

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
 from models.data import PatchPool, image_files, image_tensor, load_rgb
+from models.hyper_projections import HyperProjections
 from models.ms_ssim import ms_ssim
 from models.release import load_checkpoint, release_checkpoint, save_atomic
 from models.warm_start import warm_start
@@ -53,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage", choices=["all", "entropy"], default="all",
                    help="entropy: train only the entropy model, on the rate of the frozen g_a's latents, without "
                    "running the synthesis (fits a new entropy model to a warm-started transform, cheaply)")
+    p.add_argument("--helping-loss", type=float, default=0.0,
+                   help="weight of the coarse-to-fine paper's helping losses (each hyper level's features must predict "
+                   "the latent below it, models/hyper_projections.py); 0: off")
     p.add_argument("--per-image", type=int, default=24, help="patches drawn per training image")
     p.add_argument("--min-scale", type=float, default=0.5,
                    help="each image is downscaled by a random factor in [min-scale, 1] first (1: a native-scale shard, models/shard.py)")
@@ -106,10 +110,12 @@ def rd_loss(model: torch.nn.Module, patches: np.ndarray, quality: float, batch: 
     return total / len(patches)
 
 
-def backward_step(net: Callable[..., dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer, x: torch.Tensor, q: torch.Tensor,
-                  metric: str, autocast: torch.autocast, synthesize: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of the rate-distortion loss of one batch (the rate alone without synthesis); returns the
-    loss, and bpp and MSE (NaN without synthesis) per sample."""
+def backward_step(net: Callable[..., dict], optimizer: torch.optim.Optimizer, x: torch.Tensor, q: torch.Tensor,
+                  metric: str, autocast: torch.autocast, synthesize: bool = True,
+                  helping: HyperProjections | None = None, helping_weight: float = 0.0) -> tuple[torch.Tensor, ...]:
+    """Gradients of the rate-distortion loss of one batch (the rate alone without synthesis), plus
+    ``helping_weight`` times the helping losses where ``helping`` is given; returns the loss, bpp and
+    MSE (NaN without synthesis) per sample, and the helping losses (0 without)."""
     optimizer.zero_grad(set_to_none=True)
     with autocast:
         out = net(x, q, synthesize=synthesize)
@@ -118,9 +124,10 @@ def backward_step(net: Callable[..., dict[str, torch.Tensor]], optimizer: torch.
         dist, mse = distortion_term(out["x_hat"].float(), x, lambda_for_quality(q), metric)
     else:
         dist, mse = torch.zeros_like(bpp), torch.full_like(bpp, math.nan)
-    loss = (dist + bpp).mean()
+    aid = helping(out["latents"], out["features"]) if helping is not None else torch.zeros((), device=x.device)
+    loss = (dist + bpp).mean() + helping_weight * aid
     loss.backward()
-    return loss.detach(), bpp.detach(), mse.detach()
+    return loss.detach(), bpp.detach(), mse.detach(), aid.detach()
 
 
 @torch.no_grad()
@@ -162,6 +169,9 @@ def run(args: argparse.Namespace) -> None:
     trained = model.entropy_parameters() if args.stage == "entropy" else list(model.parameters())
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in {id(t) for t in trained})
+    helping = HyperProjections(model).to(device) if args.helping_loss > 0 else None
+    if helping is not None:
+        trained += list(helping.parameters())
     optimizer = torch.optim.Adam(trained, lr=args.lr)
     synthesize = args.stage == "all"
     state_path = run_dir / "last.pt"
@@ -169,6 +179,8 @@ def run(args: argparse.Namespace) -> None:
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
+        if helping is not None:
+            helping.load_state_dict(state["projections"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed"]
         args.init_from = args.init_from or state["args"].get("init_from")  # the lineage survives resumes
@@ -192,7 +204,7 @@ def run(args: argparse.Namespace) -> None:
     last_save = time.monotonic()
     t_prev = time.monotonic()
     bar = tqdm(total=None if args.minutes else args.steps, initial=step, mininterval=20, dynamic_ncols=True)
-    stats, seen = np.zeros(3), 0  # running means of loss/bpp/PSNR, sampled every 10 steps
+    stats, seen = np.zeros(4), 0  # running means of loss/bpp/PSNR/helping losses, sampled every 10 steps
     model.train()
 
     def done() -> bool:
@@ -205,14 +217,14 @@ def run(args: argparse.Namespace) -> None:
         x = pool.batch(args.batch, rng, device)
         q = torch.empty(args.batch, device=device).uniform_(1, QUALITIES)
         try:
-            loss, bpp, mse = backward_step(step_model, optimizer, x, q, args.metric, autocast, synthesize)
+            loss, bpp, mse, aid = backward_step(step_model, optimizer, x, q, args.metric, autocast, synthesize, helping, args.helping_loss)
         except Exception as error:  # the compiler fails on this machine: a leased GPU's minutes go on eagerly
             if step_model is model:
                 raise
             tqdm.write(f"torch.compile failed ({type(error).__name__}: {error}); training eagerly")
             step_model = model
-            loss, bpp, mse = backward_step(model, optimizer, x, q, args.metric, autocast, synthesize)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            loss, bpp, mse, aid = backward_step(model, optimizer, x, q, args.metric, autocast, synthesize, helping, args.helping_loss)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step = step + 1
         now = time.monotonic()
@@ -221,17 +233,20 @@ def run(args: argparse.Namespace) -> None:
         bar.update(1)
         if step % 10 == 0:  # reading values back waits for the device, so not every step
             seen += 1
-            stats = 0.9 * stats + 0.1 * np.array([loss.item(), bpp.mean().item(), 10 * math.log10(1 / max(mse.mean().item(), 1e-10))])
+            psnr = 10 * math.log10(1 / max(mse.mean().item(), 1e-10))
+            stats = 0.9 * stats + 0.1 * np.array([loss.item(), bpp.mean().item(), psnr, aid.item()])
         if step % 50 == 0:
-            loss_s, bpp_s, psnr_s = stats / (1 - 0.9**seen)
-            bar.set_postfix(loss=f"{loss_s:.3f}", bpp=f"{bpp_s:.3f}", psnr=f"{psnr_s:.2f}", lr=f"{lr:.1e}")
+            loss_s, bpp_s, psnr_s, aid_s = stats / (1 - 0.9**seen)
+            shown = {"loss": loss_s, "bpp": bpp_s, "psnr": psnr_s, **({"helping": aid_s} if helping is not None else {})}
+            bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, lr=f"{lr:.1e}")
             if step % 500 == 0:
-                log.write(json.dumps({"step": step, "hours": elapsed / 3600, "loss": loss_s, "bpp": bpp_s, "psnr": psnr_s}) + "\n")
+                log.write(json.dumps({"step": step, "hours": elapsed / 3600, **shown}) + "\n")
                 log.flush()
         finished = done()
         if now - last_save > args.save_minutes * 60 or finished:
             facts = {"step": step, "elapsed": elapsed, "args": vars(args)}
-            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config, **facts}, state_path)
+            projections = {"projections": helping.state_dict()} if helping is not None else {}
+            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config, **projections, **facts}, state_path)
             if args.release_to:
                 release_checkpoint(model, facts, Path(args.release_to))
             last_save = now

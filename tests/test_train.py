@@ -155,6 +155,43 @@ def test_a_fresh_coarse2fine_starts_with_its_hyper_path_open():
     assert (torch.round(latents["z1"]) != 0).float().mean() > 0.1
 
 
+def test_the_helping_losses_train_the_hyper_path_to_carry_each_latent():
+    """Each hyper-synthesis's features must predict the latent below: the gradient reaches the hyper-analyses and
+    the hyper-syntheses' trunks, not the mean/scale heads (the rate alone trains those) nor the latents' targets."""
+    from models.architectures import build
+    from models.hyper_projections import HyperProjections
+
+    torch.manual_seed(0)
+    model = build({"architecture": "coarse2fine", "n": 16, "m": 24, "h2": 16, "h1": 8})
+    helping = HyperProjections(model)
+    coded = model.rate(torch.randn(2, 24, 16, 16))
+    helping(coded.latents, coded.features).backward()
+    assert {name: head.out_channels for name, head in helping.heads.items()} == {"h_s1": 16, "h_s2": 24}
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    for reached in ("h_a2.4.weight", "h_a1.4.weight", "h_s1.trunk.0.weight", "h_s2.trunk.2.0.weight"):
+        assert grads[reached] is not None and grads[reached].abs().sum() > 0, reached
+    assert grads["h_s2.head.3.weight"] is None and grads["entropy_bottleneck.matrices.0"] is None
+    target = torch.randn(2, 24, 16, 16, requires_grad=True)  # the latents are targets, not moved toward the prediction
+    helping({"y": target, "z2": coded.latents["z2"]}, {k: v.detach() for k, v in coded.features.items()}).backward()
+    assert target.grad is None
+
+
+def test_helping_losses_train_beside_the_model_and_stay_out_of_it(tmp_path):
+    """--helping-loss: the projections live in the run checkpoint (resumed with it), not in the model or its release."""
+    source = tmp_path / "source"
+    train(source, 1, "--eval-dir", "")
+    fit, release = tmp_path / "fit", tmp_path / "fit.pt"
+    args = ("--arch", "coarse2fine", "--widths", "n=16,m=24,h2=16,h1=8", "--stage", "entropy", "--helping-loss", "1",
+            "--init-from", str(source / "last.pt"), "--eval-dir", "", "--release-to", str(release))
+    train(fit, 2, *args)
+    first = torch.load(fit / "last.pt", weights_only=False)
+    assert first["projections"]["heads.h_s2.weight"].shape == (24, 24, 3, 3)
+    assert not any("heads" in k for k in first["model"]) and not any("heads" in k for k in torch.load(release)["model"])
+    assert "resumed" in train(fit, 4, *args)
+    second = torch.load(fit / "last.pt", weights_only=False)
+    assert second["step"] == 4 and not torch.equal(second["projections"]["heads.h_s2.weight"], first["projections"]["heads.h_s2.weight"])
+
+
 def test_widening_the_latent_copies_the_old_channels_into_each_block():
     from models.architectures import build
     from models.warm_start import warm_start
