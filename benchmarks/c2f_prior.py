@@ -9,9 +9,10 @@ symbols that are not zero. A hyper path that carries nothing (every symbol zero)
 with one learned mean and scale per channel, which is what a fresh entropy model fitted on the rate
 alone drifted to on the CPU (README, "The coarse-to-fine model at N=128").
 
-    .venv/bin/python benchmarks/c2f_prior.py runs/c2f-128-192-r0/last.pt    # about 3 minutes on 2 cores
+    .venv/bin/python benchmarks/c2f_prior.py runs/c2f-128-192-r0/last.pt runs/c2f-128-192-h1/last.pt
 
-prints the table and writes benchmarks/c2f_prior.json.
+rates each checkpoint beside the default (about 1.5 minutes a model on 2 cores), prints the table and
+writes benchmarks/c2f_prior.json.
 """
 from __future__ import annotations
 
@@ -49,18 +50,27 @@ def budget(model: VariableRateCodec, rgb: np.ndarray, q: float) -> dict[str, tup
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", help="an entropy stage's checkpoint (coarse2fine warm-started from the default)")
+    p.add_argument("checkpoints", nargs="+", type=Path,
+                   help="entropy stages' run checkpoints (coarse2fine warm-started from the default)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "c2f_prior.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    rated, state = load_checkpoint(args.checkpoint)
     reference, _ = load_checkpoint(release_source(REFERENCE))
-    own, default = rated.state_dict(), reference.state_dict()
-    assert all(torch.equal(own[k], default[k]) for k in default if k.startswith(("g_a.", "log_"))), "g_a or the gains are not the default's"
-    models = {f"c2f step {state.get('step')}": rated, REFERENCE: reference}
+    default = reference.state_dict()
+    models, checkpoints = {}, []
+    for path in args.checkpoints:
+        rated, state = load_checkpoint(path)
+        own = rated.state_dict()
+        assert all(torch.equal(own[k], default[k]) for k in default if k.startswith(("g_a.", "log_"))), f"{path}: g_a or the gains are not the default's"
+        name = f"{path.parent.name} step {state['step']}"
+        models[name] = rated
+        checkpoints.append({"model": name, "path": str(path), "step": state["step"], "config": state["config"],
+                            "helping_loss": state["args"].get("helping_loss", 0.0)})
+    models[REFERENCE] = reference
     rows = []
-    print(f"{'set':16} {'q':>2} {'model':18} {'bpp':>7}  per level: bpp (non-zero symbols)")
+    width = max(map(len, models))
+    print(f"{'set':16} {'q':>2} {'model':{width}} {'bpp':>7}  per level: bpp (non-zero symbols)")
     for set_name, (folder, count) in SETS.items():
         images = [load_rgb(f) for f in image_files(folder)[:count]]
         for q in QUALITIES:
@@ -71,9 +81,9 @@ def main() -> None:
                 rows.append({"set": set_name, "quality": q, "model": name, "bpp": total,
                              "levels": {lv: {"bpp": b, "nonzero": nz} for lv, (b, nz) in mean.items()}})
                 text = "  ".join(f"{lv} {b:.4f}" + (f" ({nz:.0%})" if lv != "y" else "") for lv, (b, nz) in mean.items())
-                print(f"{set_name:16} {q:2} {name:18} {total:7.4f}  {text}")
+                print(f"{set_name:16} {q:2} {name:{width}} {total:7.4f}  {text}")
     report = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
-              "checkpoint": str(args.checkpoint), "checkpoint_step": state.get("step"), "config": state["config"],
+              "checkpoints": checkpoints,
               "rate": "estimated bits of rounded latents, whole images, mean over the images", "rows": rows}
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -190,6 +190,10 @@ def test_helping_losses_train_beside_the_model_and_stay_out_of_it(tmp_path):
     assert "resumed" in train(fit, 4, *args)
     second = torch.load(fit / "last.pt", weights_only=False)
     assert second["step"] == 4 and not torch.equal(second["projections"]["heads.h_s2.weight"], first["projections"]["heads.h_s2.weight"])
+    # the lease's stage 2 starts end to end from this run checkpoint, without the helping losses
+    end_to_end = tmp_path / "all"
+    train(end_to_end, 1, *args[:4], "--init-from", str(fit / "last.pt"), "--eval-dir", "")
+    assert "projections" not in torch.load(end_to_end / "last.pt", weights_only=False)
 
 
 def test_widening_the_latent_copies_the_old_channels_into_each_block():
