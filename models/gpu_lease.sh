@@ -11,6 +11,8 @@
 #      stage, on the rate alone, left the hyper path closed (z2 over 99% zero below quality 8 after 1,373
 #      steps; docs/training.md, "Stage 1 on the CPU"). The paper's helping losses (--helping-loss) opened
 #      it but cost bits at equal steps at every weight tried, so this stage stays on the rate alone.
+#      Nor did stage 2 reopen it on the CPU (791 steps end to end; docs/training.md, "Stage 2 on the CPU"):
+#      whether this stage leaves z2 open at GPU scale decides the lease (benchmarks/c2f_stage2.py rates it).
 #   2. all: end to end from stage 1, where the aggregation network learns to use the hyper features,
 #      one learning-rate schedule of MINUTES over both calls; STOP_MINUTES pauses it (checkpointed, in
 #      /tmp) for the next call.
