@@ -41,7 +41,7 @@ from service.codec.zoo import DEFAULT_MODEL, ZOO_DIR
 
 THREADS = 2
 UNTRAINED = {  # id -> widths; random weights
-    "c2f-128-192 (untrained)": {"architecture": "coarse2fine", "n": 128, "m": 192, "h2": 128, "h1": 64},
+    "c2f-128-192, the lease's widths (untrained)": {"architecture": "coarse2fine", "n": 128, "m": 192, "h2": 256, "h1": 128},
     "c2f-192-192, published (untrained)": {"architecture": "coarse2fine", "n": 192, "m": 192, "h2": 256, "h1": 128},
 }
 RELEASED = ("c2f-64-96-r7", DEFAULT_MODEL)
