@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One leased-GPU training session, run on the device machine from the repository root:
-#   bash models/gpu_lease.sh 11.0 6.0   # plans an 11.0-minute end-to-end schedule, stops it at 6.0 (fits one 600 s call);
+#   bash models/gpu_lease.sh 11.0 4.5   # plans an 11.0-minute end-to-end schedule, stops it at 4.5 (fits one 600 s call);
 #   bash models/gpu_lease.sh 11.0       # then at once, on the still-warm machine: resumes the run to the end
 # Trains the coarse-to-fine model at N=128 (M=192, z2 256, z1 128: the paper's widths but for the
 # hidden width of g_a and the synthesis, 192 there; issue 26), warm-started from the default in two stages:
@@ -13,13 +13,16 @@
 #      it but cost bits at equal steps at every weight tried, so this stage stays on the rate alone.
 #      Nor did stage 2 reopen it on the CPU (791 steps end to end; docs/training.md, "Stage 2 on the CPU"):
 #      whether this stage leaves z2 open at GPU scale decides the lease (benchmarks/c2f_stage2.py rates it).
+#      It has 3.0 minutes (1.5 until stop 39): on the CPU a stage-1 patch cost a 17th of a stage-2 one, and the
+#      entropy model is what lags (a fresh one-level model fitted the same way lagged the default's own by
+#      13-29% on Kodak, benchmarks/c2f_prior_fresh.json), so a minute buys it more here than in stage 2.
 #   2. all: end to end from stage 1, where the aggregation network learns to use the hyper features,
 #      one learning-rate schedule of MINUTES over both calls; STOP_MINUTES pauses it (checkpointed, in
 #      /tmp) for the next call.
 # Each call writes the fp16 weights (a release checkpoint, for `lic export`) and logs to $OUT.
 # A lease has 15 device-minutes in all, and the machine's start counts: lease 5 found no H100 free,
 # fell back to an H200 and had 238 s left after the first call. Then the second call shortens the
-# schedule to what is left, MINUTES = 6.0 + (budget_left_s - 75) / 60 rounded down (lease 5 ran 10.4
+# schedule to what is left, MINUTES = 4.5 + (budget_left_s - 75) / 60 rounded down (lease 5 ran 10.4
 # in 176 s of wall time): the learning rate steps down at the resume and still ends decayed. With under
 # about 90 s left, skip it: the first call's checkpoint (mid-schedule) is the release.
 # What each lease ran is in benchmarks/training/runs.json. Leases 1-4 trained c2f-64-96 beside the
@@ -45,7 +48,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # The first step compiles (27 s on the H100, on the training clock; train.py goes on eagerly if
 # compiling fails). The coarse-to-fine model at N=128 does several times the default's work a step
 # (benchmarks/c2f_scale.py: its synthesis 8.6x the multiply-adds), so expect well under 60 steps/s;
-# stage 1 runs no synthesis. Both stages compile, so the first call stops stage 2 at 6.0 minutes.
+# stage 1 runs no synthesis. Both stages compile, so the first call stops stage 2 at 4.5 minutes.
 # Data (from lease 6): the shard is about 640 random 384 px regions of about 430 photos of train/ and train-hires/ at their
 # native scale (models/shard.py, drawn by before_lease.sh with this lease's seed, so every lease trains
 # on fresh regions); 64 patches a region, not downscaled again (--min-scale 1), make a pool of about 41k
@@ -59,7 +62,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 warm_from=ms-128-192-r7 run=c2f-128-192-r1  # released warm start -> new run
 widths=n=128,m=192,h2=256,h1=128
 seed=6  # the shard's regions and the patches' offsets; a seed no lease has used (lease 5: 2)
-entropy_minutes=1.5  # stage 1, its compilation included
+entropy_minutes=3.0  # stage 1, its compilation included
 # A format-2 warm start is read from its ONNX package, which needs onnx there (the device image has 1.23).
 source_of() { python3 -c "import os, sys; from models.release import release_source; print(os.path.relpath(release_source(sys.argv[1])))" "$1"; }
 # GPU utilisation and memory every 5 s: whether one run at batch 64 leaves the GPU idle, which decides
