@@ -27,7 +27,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from models.architectures import VariableRateCodec, padding_multiple
+from models.architectures import RatePass, VariableRateCodec, padding_multiple
 from models.data import image_files, image_tensor, load_rgb
 from models.release import load_checkpoint, release_source
 
@@ -37,15 +37,19 @@ QUALITIES = (1, 4, 8)
 SETS = {"Kodak": (DATA / "kodak", 24), "hires (first 6)": (DATA / "hires", 6)}
 
 
+def level_budget(coded: RatePass, pixels: int) -> dict[str, tuple[float, float]]:
+    """Per level of a rounded rate pass: (bits per pixel, share of non-zero symbols)."""
+    return {name: (b.item() / pixels, (torch.round(coded.latents[name]) != 0).float().mean().item())
+            for name, b in coded.bits.items()}
+
+
 @torch.no_grad()
 def budget(model: VariableRateCodec, rgb: np.ndarray, q: float) -> dict[str, tuple[float, float]]:
-    """Per level: (bits per pixel, share of non-zero symbols) of one whole image at quality q."""
+    """``level_budget`` of one whole image at quality q."""
     h, w = rgb.shape[:2]
     x = image_tensor(rgb, padding_multiple(model))
     y = model.g_a(x) * model.gains(torch.tensor([q]))[0]
-    coded = model.rate(y, noise=False, straight_through=False)
-    return {name: (b.item() / (h * w), (torch.round(coded.latents[name]) != 0).float().mean().item())
-            for name, b in coded.bits.items()}
+    return level_budget(model.rate(y, noise=False, straight_through=False), h * w)
 
 
 def main() -> None:

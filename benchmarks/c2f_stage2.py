@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.c2f_prior import level_budget
 from models.architectures import VariableRateCodec, padding_multiple
 from models.data import image_files, image_tensor, load_rgb
 from models.release import load_checkpoint, release_source
@@ -53,8 +54,7 @@ def point(model: VariableRateCodec, rgb: np.ndarray, q: float) -> dict:
     x_hat = model.synthesize(coded.decoded["y"] * inverse_gain, coded.features)[..., :h, :w]
     x_hat = (x_hat.clamp(0, 1) * 255).round() / 255
     mse = F.mse_loss(x_hat, x[..., :h, :w]).item()
-    levels = {name: (b.item() / (h * w), (torch.round(coded.latents[name]) != 0).float().mean().item())
-              for name, b in coded.bits.items()}
+    levels = level_budget(coded, h * w)
     return {"bpp": sum(b for b, _ in levels.values()), "psnr": 10 * math.log10(1 / max(mse, 1e-12)), "levels": levels}
 
 
@@ -90,7 +90,8 @@ def main() -> None:
     width = max(map(len, models))
     sets = {}
     for set_name, (folder, count) in SETS.items():
-        images = [load_rgb(f) for f in image_files(folder)[:count]]
+        files = image_files(folder)[:count]
+        images = [load_rgb(f) for f in files]
         curves = {name: curve(model, images) for name, model in models.items()}
         ref = curves[REFERENCE]
         print(f"\n{set_name}: {'model':{width}}  BD-rate vs default   bpp @ q{'/'.join(map(str, QUALITIES))}   PSNR")
@@ -105,7 +106,7 @@ def main() -> None:
                 levels = next(r for r in points if r["quality"] == q)["levels"]
                 print(f"  q{q} {name:{width}}  " + "  ".join(
                     f"{lv} {v['bpp']:.4f}" + (f" ({v['nonzero']:.0%})" if lv != "y" else "") for lv, v in levels.items()))
-        sets[set_name] = {"images": [f.name for f in image_files(folder)[:count]], "rows": rows}
+        sets[set_name] = {"images": [f.name for f in files], "rows": rows}
     report = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
               "reference": REFERENCE, "checkpoints": checkpoints, "qualities": QUALITIES,
               "rate": "estimated bits of rounded latents, whole images, mean over the images; PSNR of the mean MSE",
