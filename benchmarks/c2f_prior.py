@@ -7,7 +7,9 @@ differ only in their entropy models. Per level, at qualities 1, 4 and 8, on whol
 bits per pixel of the rounded latents (-log2 of the likelihoods), and the share of each hyper-latent's
 symbols that are not zero. A hyper path that carries nothing (every symbol zero) leaves y to be coded
 with one learned mean and scale per channel, which is what a fresh entropy model fitted on the rate
-alone drifted to on the CPU (README, "The coarse-to-fine model at N=128").
+alone drifted to on the CPU (README, "The coarse-to-fine model at N=128"). A fine-first stage's
+checkpoint (``--stage fine``, models/fine_first.py) is rated as it trained: y and z2, z2 under its own
+per-channel density.
 
     .venv/bin/python benchmarks/c2f_prior.py runs/c2f-128-192-r0/last.pt runs/c2f-128-192-h1/last.pt
 
@@ -29,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from models.architectures import RatePass, VariableRateCodec, padding_multiple
 from models.data import image_files, image_tensor, load_rgb
+from models.fine_first import CHECKPOINT_KEY as FINE_DENSITY
+from models.fine_first import FineFirst
 from models.release import load_checkpoint, release_source
 
 REFERENCE = "ms-128-192-r7"
@@ -44,12 +48,14 @@ def level_budget(coded: RatePass, pixels: int) -> dict[str, tuple[float, float]]
 
 
 @torch.no_grad()
-def budget(model: VariableRateCodec, rgb: np.ndarray, q: float) -> dict[str, tuple[float, float]]:
-    """``level_budget`` of one whole image at quality q."""
+def budget(model: VariableRateCodec, rgb: np.ndarray, q: float, fine: FineFirst | None = None) -> dict[str, tuple[float, float]]:
+    """``level_budget`` of one whole image at quality q; a fine-first stage's model (``fine``) is rated
+    as it trained, z2 under its own density and without z1."""
     h, w = rgb.shape[:2]
     x = image_tensor(rgb, padding_multiple(model))
     y = model.g_a(x) * model.gains(torch.tensor([q]))[0]
-    return level_budget(model.rate(y, noise=False, straight_through=False), h * w)
+    stage = {"levels": fine.levels, "density": fine.density} if fine is not None else {}
+    return level_budget(model.rate(y, noise=False, straight_through=False, **stage), h * w)
 
 
 def main() -> None:
@@ -68,18 +74,22 @@ def main() -> None:
         own = rated.state_dict()
         assert all(torch.equal(own[k], default[k]) for k in default if k.startswith(("g_a.", "log_"))), f"{path}: g_a or the gains are not the default's"
         name = f"{path.parent.name} step {state['step']}"
-        models[name] = rated
+        fine = None
+        if FINE_DENSITY in state:
+            fine = FineFirst(rated)
+            fine.density.load_state_dict(state[FINE_DENSITY])
+        models[name] = (rated, fine)
         checkpoints.append({"model": name, "path": str(path), "step": state["step"], "config": state["config"],
                             "helping_loss": state["args"].get("helping_loss", 0.0)})
-    models[REFERENCE] = reference
+    models[REFERENCE] = (reference, None)
     rows = []
     width = max(map(len, models))
     print(f"{'set':16} {'q':>2} {'model':{width}} {'bpp':>7}  per level: bpp (non-zero symbols)")
     for set_name, (folder, count) in SETS.items():
         images = [load_rgb(f) for f in image_files(folder)[:count]]
         for q in QUALITIES:
-            for name, model in models.items():
-                levels = [budget(model, rgb, float(q)) for rgb in images]
+            for name, (model, fine) in models.items():
+                levels = [budget(model, rgb, float(q), fine) for rgb in images]
                 mean = {lv: tuple(float(np.mean([im[lv][i] for im in levels])) for i in range(2)) for lv in levels[0]}
                 total = sum(b for b, _ in mean.values())
                 rows.append({"set": set_name, "quality": q, "model": name, "bpp": total,

@@ -163,18 +163,21 @@ class VariableRateCodec(nn.Module):
             out["x_hat"] = self.synthesize(coded.decoded["y"] * inverse_gain, coded.features)
         return out
 
-    def rate(self, y: torch.Tensor, noise: bool = True, straight_through: bool = True) -> RatePass:
+    def rate(self, y: torch.Tensor, noise: bool = True, straight_through: bool = True,
+             levels: list[Level] | None = None, density: nn.Module | None = None) -> RatePass:
         """The entropy model on a (gained) latent y, level by level, coarsest first. ``noise`` and
-        ``straight_through`` as in ``forward``."""
+        ``straight_through`` as in ``forward``. A training stage may code fewer ``levels`` (the finest
+        of ``levels()``), the coarsest under its own ``density`` instead of the bottleneck
+        (models/fine_first.py)."""
         latents = {"y": y, **self.hyper_analysis(y)}
         bits: dict[str, torch.Tensor] = {}
         decoded: dict[str, torch.Tensor] = {}
         features: dict[str, torch.Tensor] = {}
-        for level in self.levels():
+        for level in levels or self.levels():
             value = latents[level.name]
             coded = value + torch.empty_like(value).uniform_(-0.5, 0.5) if noise else torch.round(value)
             if level.hyper is None:
-                likelihood = self.entropy_bottleneck.likelihood(coded)
+                likelihood = (density or self.entropy_bottleneck).likelihood(coded)
                 decoded[level.name] = ste_round(value) if straight_through else torch.round(value)
             else:
                 feats, mean, position = getattr(self, level.hyper)(decoded[self.hyper_source(level.name)])

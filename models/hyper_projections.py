@@ -44,6 +44,7 @@ class HyperProjections(nn.Module):
         })
 
     def forward(self, latents: dict[str, torch.Tensor], features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Sum over hyper levels of the mean squared error of each projection against its (detached) latent."""
+        """Sum over the hyper levels that ran (all but z1's in the fine-first stage, models/fine_first.py) of
+        the mean squared error of each projection against its (detached) latent."""
         return sum(F.mse_loss(head(features[name].float()), latents[self.targets[name]].detach().float())
-                   for name, head in self.heads.items())
+                   for name, head in self.heads.items() if name in features)

@@ -27,6 +27,8 @@ from tqdm import tqdm
 
 from models.architectures import QUALITIES, VariableRateCodec, build, lambda_for_quality, padding_multiple
 from models.data import PatchPool, image_files, image_tensor, load_rgb
+from models.fine_first import CHECKPOINT_KEY as FINE_DENSITY
+from models.fine_first import FineFirst, seed_coarse_level
 from models.hyper_projections import HyperProjections
 from models.ms_ssim import ms_ssim
 from models.release import load_checkpoint, release_checkpoint, save_atomic
@@ -51,9 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, default=0,
                    help="ramp lr up linearly over a new run's first steps (a warm start's fresh Adam state otherwise jolts it)")
     p.add_argument("--metric", choices=["mse", "ms-ssim"], default="mse")
-    p.add_argument("--stage", choices=["all", "entropy"], default="all",
+    p.add_argument("--stage", choices=["all", "entropy", "fine"], default="all",
                    help="entropy: train only the entropy model, on the rate of the frozen g_a's latents, without "
-                   "running the synthesis (fits a new entropy model to a warm-started transform, cheaply)")
+                   "running the synthesis (fits a new entropy model to a warm-started transform, cheaply); fine: "
+                   "the same for coarse2fine's fine level alone, z1 left out (models/fine_first.py), which a "
+                   "later run warm-started from it adds")
     p.add_argument("--helping-loss", type=float, default=0.0,
                    help="weight of the coarse-to-fine paper's helping losses (each hyper level's features must predict "
                    "the latent below it, models/hyper_projections.py); 0: off")
@@ -157,6 +161,8 @@ def evaluate(model: VariableRateCodec, folder: str, qualities: list[float]) -> l
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.stage == "fine" and args.eval_dir:
+        raise SystemExit("--stage fine: the model has no coarse level yet, so there is nothing to evaluate (drop --eval-dir)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     run_dir = Path(args.run)
@@ -166,7 +172,11 @@ def run(args: argparse.Namespace) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick the fastest kernels once
     model.to(device).to(memory_format=torch.channels_last)
-    trained = model.entropy_parameters() if args.stage == "entropy" else list(model.parameters())
+    fine = FineFirst(model).to(device) if args.stage == "fine" else None
+    if fine is not None:
+        trained = fine.trained_parameters()
+    else:
+        trained = model.entropy_parameters() if args.stage == "entropy" else list(model.parameters())
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in {id(t) for t in trained})
     helping = HyperProjections(model).to(device) if args.helping_loss > 0 else None
@@ -174,6 +184,7 @@ def run(args: argparse.Namespace) -> None:
         trained += list(helping.parameters())
     optimizer = torch.optim.Adam(trained, lr=args.lr)
     synthesize = args.stage == "all"
+    net = fine if fine is not None else model  # what a step runs; `model` is what is saved and evaluated
     state_path = run_dir / "last.pt"
     step, elapsed = 0, 0.0
     if state_path.exists():
@@ -181,6 +192,8 @@ def run(args: argparse.Namespace) -> None:
         model.load_state_dict(state["model"])
         if helping is not None:
             helping.load_state_dict(state["projections"])
+        if fine is not None:
+            fine.density.load_state_dict(state[FINE_DENSITY])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed"]
         args.init_from = args.init_from or state["args"].get("init_from")  # the lineage survives resumes
@@ -189,10 +202,13 @@ def run(args: argparse.Namespace) -> None:
         source, state = load_checkpoint(args.init_from)
         copied, widened = warm_start(model, {k: v.to(device) for k, v in source.state_dict().items()}, state["config"])
         print(f"warm start from {args.init_from} (its step {state.get('step')}): {copied} tensors copied, {widened} widened, of {len(model.state_dict())}")
+        if FINE_DENSITY in state and fine is None:
+            seed_coarse_level(model, state[FINE_DENSITY])
+            print("coarse level z1 added: h_s1 starts as the fine-first stage's density of z2")
 
     # Compiling fuses the many small element-wise operators (GDN, entropy models), whose launches take
-    # most of a GPU step at these sizes (estimated in gpu_lease.sh). `model` is what is saved and evaluated.
-    step_model = torch.compile(model) if args.compile else model
+    # most of a GPU step at these sizes (estimated in gpu_lease.sh).
+    step_model = torch.compile(net) if args.compile else net
     pool = PatchPool(args.data, args.patch, args.per_image, args.seed, run_dir.parent / ".cache", args.min_scale)
     if device.type != "cpu":
         pool.keep_on(device)
@@ -219,11 +235,11 @@ def run(args: argparse.Namespace) -> None:
         try:
             loss, bpp, mse, aid = backward_step(step_model, optimizer, x, q, args.metric, autocast, synthesize, helping, args.helping_loss)
         except Exception as error:  # the compiler fails on this machine: a leased GPU's minutes go on eagerly
-            if step_model is model:
+            if step_model is net:
                 raise
             tqdm.write(f"torch.compile failed ({type(error).__name__}: {error}); training eagerly")
-            step_model = model
-            loss, bpp, mse, aid = backward_step(model, optimizer, x, q, args.metric, autocast, synthesize, helping, args.helping_loss)
+            step_model = net
+            loss, bpp, mse, aid = backward_step(net, optimizer, x, q, args.metric, autocast, synthesize, helping, args.helping_loss)
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step = step + 1
@@ -245,8 +261,10 @@ def run(args: argparse.Namespace) -> None:
         finished = done()
         if now - last_save > args.save_minutes * 60 or finished:
             facts = {"step": step, "elapsed": elapsed, "args": vars(args)}
-            projections = {"projections": helping.state_dict()} if helping is not None else {}
-            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config, **projections, **facts}, state_path)
+            extras = {"projections": helping.state_dict()} if helping is not None else {}
+            if fine is not None:
+                extras[FINE_DENSITY] = fine.density.state_dict()
+            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config, **extras, **facts}, state_path)
             if args.release_to:
                 release_checkpoint(model, facts, Path(args.release_to))
             last_save = now

@@ -196,6 +196,48 @@ def test_helping_losses_train_beside_the_model_and_stay_out_of_it(tmp_path):
     assert "projections" not in torch.load(end_to_end / "last.pt", weights_only=False)
 
 
+def test_the_fine_first_stage_codes_z2_alone_then_hands_its_density_to_the_coarse_level(tmp_path):
+    """--stage fine (the coarse-to-fine paper's first stage): y and z2 only, z2 under one learned scale per
+    channel; a run warm-started from it adds z1, and z2 then costs exactly what it cost before the switch."""
+    from models.architectures import build
+    from models.fine_first import CHECKPOINT_KEY, FineFirst, seed_coarse_level
+    from models.release import load_checkpoint
+
+    source = tmp_path / "source"
+    train(source, 1, "--eval-dir", "")
+    args = ("--arch", "coarse2fine", "--widths", "n=16,m=24,h2=16,h1=8", "--eval-dir", "")
+    train(tmp_path / "fine", 3, *args, "--stage", "fine", "--init-from", str(source / "last.pt"), "--lr", "1e-2")
+    state = torch.load(tmp_path / "fine" / "last.pt", weights_only=False)
+    torch.manual_seed(0)  # the run's seed: the fresh tensors it started from
+    fresh = build({"architecture": "coarse2fine", "n": 16, "m": 24, "h2": 16, "h1": 8}).state_dict()
+    moved = {k.split(".")[0] for k, v in state["model"].items() if not torch.equal(v, fresh[k])}
+    assert {"h_a2", "h_s2"} <= moved and not moved & {"h_a1", "h_s1", "entropy_bottleneck", "aggregate"}
+    assert not torch.equal(state[CHECKPOINT_KEY]["fraction"], torch.full((16,), 18.0 / 64))  # the density trained
+
+    model, _ = load_checkpoint(tmp_path / "fine" / "last.pt")
+    fine = FineFirst(model)
+    fine.density.load_state_dict(state[CHECKPOINT_KEY])
+    x, q = torch.rand(1, 3, 128, 128), torch.tensor([3.0])
+    y = model.g_a(x) * model.gains(q)[0]
+    with torch.no_grad():
+        alone = model.rate(y, noise=False, levels=fine.levels, density=fine.density)
+        seed_coarse_level(model, state[CHECKPOINT_KEY])
+        joined = model.rate(y, noise=False)
+        # h_s1 starts as the density, whatever z1 says: mean 0 and the density's scale position per channel
+        outputs = [model.h_s1(torch.randn(1, 8, 2, 2) * 5)[1:] for _ in range(2)]
+    assert set(alone.bits) == {"z2", "y"} and set(joined.bits) == {"z1", "z2", "y"}
+    assert torch.allclose(joined.bits["z2"], alone.bits["z2"]) and torch.allclose(joined.bits["y"], alone.bits["y"])
+    for mean, position in outputs:
+        assert torch.equal(mean, torch.zeros_like(mean))
+        assert torch.allclose(position, fine.density.position.view(1, -1, 1, 1).expand_as(position))
+
+    output = train(tmp_path / "coarse", 1, *args, "--stage", "entropy", "--init-from", str(tmp_path / "fine" / "last.pt"))
+    assert "coarse level z1 added" in output
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "train", *args[:4], "--stage", "fine", "--data", str(DATA),
+                           "--run", str(tmp_path / "x"), "--eval-dir", str(DATA)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "nothing to evaluate" in proc.stderr
+
+
 def test_widening_the_latent_copies_the_old_channels_into_each_block():
     from models.architectures import build
     from models.warm_start import warm_start
