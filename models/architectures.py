@@ -141,7 +141,8 @@ class VariableRateCodec(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, q: torch.Tensor, noise: bool = True, straight_through: bool = True,
-                synthesize: bool = True) -> dict[str, torch.Tensor]:
+                synthesize: bool = True, levels: list[Level] | None = None,
+                density: nn.Module | None = None) -> dict[str, torch.Tensor]:
         """Training/eval pass. Returns x_hat (unless ``synthesize`` is off), bits per sample (B,), and the
         latents and hyper features by name (as in ``RatePass``; training's helping losses read them).
 
@@ -150,6 +151,7 @@ class VariableRateCodec(nn.Module):
         they stop there, and a predicted mean gets its exact gradient (the decoded value is symbol + mean),
         which is what a decoder-side fine-tune on the real, rounded latents wants. Without synthesis the
         pass is the rate alone, which is all an entropy-model fit (``entropy_parameters``) needs.
+        ``levels`` and ``density`` as in ``rate``.
 
         Under autocast only g_a and the synthesis run in reduced precision: the hyper networks and
         likelihoods stay in fp32, since means and rates are precision-sensitive and cheap (1/16 scale).
@@ -157,7 +159,7 @@ class VariableRateCodec(nn.Module):
         gain, inverse_gain = self.gains(q)
         y = self.g_a(x).float() * gain
         with torch.autocast(x.device.type, enabled=False):
-            coded = self.rate(y, noise, straight_through)
+            coded = self.rate(y, noise, straight_through, levels, density)
         out = {"bits": sum(coded.bits.values()), "latents": coded.latents, "features": coded.features}
         if synthesize:
             out["x_hat"] = self.synthesize(coded.decoded["y"] * inverse_gain, coded.features)

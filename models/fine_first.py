@@ -22,12 +22,13 @@ learned scales), so z2 costs what it cost at the switch and h_s1 learns to do be
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from models.architectures import CoarseToFine
 from models.entropy_models import SCALE_LEVELS, gaussian_likelihood, scale_from_position
-from service.codec.manifest import Level
 
 CHECKPOINT_KEY = "fine_density"
 
@@ -63,7 +64,8 @@ class FineFirst(nn.Module):
             raise ValueError(f"the fine-first stage is coarse2fine's, not {model.architecture}'s")
         self.model = model
         self.density = ChannelGaussian(model.widths["h2"])
-        self.levels = [Level("z2", model.widths["h2"], 32, None), Level("y", model.widths["m"], 16, "h_s2")]
+        _, z2, y = model.levels()  # z1 left out, z2 coded as the coarsest level
+        self.levels = [replace(z2, hyper=None), y]
 
     def trained_parameters(self) -> list[nn.Parameter]:
         """What the rate of y and z2 depends on: h_a2, h_s2 and the density (g_a and the gains stay frozen)."""
@@ -73,11 +75,7 @@ class FineFirst(nn.Module):
     def forward(self, x: torch.Tensor, q: torch.Tensor, synthesize: bool = False) -> dict[str, torch.Tensor]:
         if synthesize:
             raise ValueError("the fine-first stage runs no synthesis")
-        gain, _ = self.model.gains(q)
-        y = self.model.g_a(x).float() * gain
-        with torch.autocast(x.device.type, enabled=False):
-            coded = self.model.rate(y, levels=self.levels, density=self.density)
-        return {"bits": sum(coded.bits.values()), "latents": coded.latents, "features": coded.features}
+        return self.model(x, q, synthesize=False, levels=self.levels, density=self.density)
 
 
 @torch.no_grad()

@@ -175,8 +175,10 @@ def run(args: argparse.Namespace) -> None:
     fine = FineFirst(model).to(device) if args.stage == "fine" else None
     if fine is not None:
         trained = fine.trained_parameters()
+    elif args.stage == "entropy":
+        trained = model.entropy_parameters()
     else:
-        trained = model.entropy_parameters() if args.stage == "entropy" else list(model.parameters())
+        trained = list(model.parameters())
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in {id(t) for t in trained})
     helping = HyperProjections(model).to(device) if args.helping_loss > 0 else None
