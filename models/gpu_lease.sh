@@ -17,6 +17,9 @@
 #      it but cost bits at equal steps at every weight tried, so this stage stays on the rate alone.
 #      Nor did stage 2 reopen it on the CPU (791 steps end to end; docs/training.md, "Stage 2 on the CPU"):
 #      whether this stage leaves z2 open at GPU scale decides the lease (benchmarks/c2f_stage2.py rates it).
+#      Every CPU recipe closed it within tens of steps, end to end from the warm start too; the zoo's
+#      c2f-64-96 lineage, as closed after its CPU steps, opened in its first lease (docs/training.md,
+#      "When the path closes"; after_lease.sh rates the run beside it in benchmarks/c2f_opening.json).
 #      It has 3.0 minutes (1.5 until stop 39; split in two since stop 40): on the CPU a stage-1 patch cost a 17th of a stage-2 one, and the
 #      entropy model is what lags (a fresh one-level model fitted the same way lagged the default's own by
 #      13-29% on Kodak, benchmarks/c2f_prior_fresh.json), so a minute buys it more here than in stage 2.
