@@ -28,10 +28,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.c2f_prior import budget
+from benchmarks.c2f_prior import fine_stage, mean_budget
 from models.data import image_files, load_rgb
-from models.fine_first import CHECKPOINT_KEY as FINE_DENSITY
-from models.fine_first import FineFirst
 from models.release import load_checkpoint
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -41,15 +39,10 @@ QUALITIES = (1, 4, 8)
 def rate_checkpoint(path: Path, images: list[np.ndarray]) -> dict:
     model, state = load_checkpoint(path)
     model.eval()
-    fine = None
-    if FINE_DENSITY in state:
-        fine = FineFirst(model)
-        fine.density.load_state_dict(state[FINE_DENSITY])
+    fine = fine_stage(model, state)
     rows = []
     for q in QUALITIES:
-        per_image = [budget(model, rgb, float(q), fine) for rgb in images]
-        levels = {lv: {"bpp": float(np.mean([im[lv][0] for im in per_image])),
-                       "nonzero": float(np.mean([im[lv][1] for im in per_image]))} for lv in per_image[0]}
+        levels = {lv: {"bpp": b, "nonzero": nz} for lv, (b, nz) in mean_budget(model, images, float(q), fine).items()}
         rows.append({"quality": q, "bpp": sum(v["bpp"] for v in levels.values()), "levels": levels})
     return {"path": str(path), "step": state.get("step"), "config": state.get("config"), "qualities": rows}
 

@@ -58,6 +58,23 @@ def budget(model: VariableRateCodec, rgb: np.ndarray, q: float, fine: FineFirst 
     return level_budget(model.rate(y, noise=False, straight_through=False, **stage), h * w)
 
 
+def mean_budget(model: VariableRateCodec, images: list[np.ndarray], q: float,
+                fine: FineFirst | None = None) -> dict[str, tuple[float, float]]:
+    """``budget`` averaged over the images, per level."""
+    per_image = [budget(model, rgb, q, fine) for rgb in images]
+    return {lv: tuple(float(np.mean([im[lv][i] for im in per_image])) for i in range(2)) for lv in per_image[0]}
+
+
+def fine_stage(model: VariableRateCodec, state: dict) -> FineFirst | None:
+    """A fine-first stage's checkpoint (``--stage fine``) as it trained: the model with z2 under its own
+    density; None for any other checkpoint."""
+    if FINE_DENSITY not in state:
+        return None
+    fine = FineFirst(model)
+    fine.density.load_state_dict(state[FINE_DENSITY])
+    return fine
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+", type=Path,
@@ -74,11 +91,7 @@ def main() -> None:
         own = rated.state_dict()
         assert all(torch.equal(own[k], default[k]) for k in default if k.startswith(("g_a.", "log_"))), f"{path}: g_a or the gains are not the default's"
         name = f"{path.parent.name} step {state['step']}"
-        fine = None
-        if FINE_DENSITY in state:
-            fine = FineFirst(rated)
-            fine.density.load_state_dict(state[FINE_DENSITY])
-        models[name] = (rated, fine)
+        models[name] = (rated, fine_stage(rated, state))
         checkpoints.append({"model": name, "path": str(path), "step": state["step"], "config": state["config"],
                             "helping_loss": state["args"].get("helping_loss", 0.0)})
     models[REFERENCE] = (reference, None)
@@ -89,8 +102,7 @@ def main() -> None:
         images = [load_rgb(f) for f in image_files(folder)[:count]]
         for q in QUALITIES:
             for name, (model, fine) in models.items():
-                levels = [budget(model, rgb, float(q), fine) for rgb in images]
-                mean = {lv: tuple(float(np.mean([im[lv][i] for im in levels])) for i in range(2)) for lv in levels[0]}
+                mean = mean_budget(model, images, float(q), fine)
                 total = sum(b for b, _ in mean.values())
                 rows.append({"set": set_name, "quality": q, "model": name, "bpp": total,
                              "levels": {lv: {"bpp": b, "nonzero": nz} for lv, (b, nz) in mean.items()}})
