@@ -28,8 +28,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.c2f_prior import fine_stage, mean_budget
+from benchmarks.c2f_prior import mean_budget
 from models.data import image_files, load_rgb
+from models.fine_first import fine_stage
 from models.release import load_checkpoint
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"

@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from models.architectures import RatePass, VariableRateCodec, padding_multiple
 from models.data import image_files, image_tensor, load_rgb
-from models.fine_first import CHECKPOINT_KEY as FINE_DENSITY
-from models.fine_first import FineFirst
+from models.fine_first import FineFirst, fine_stage
 from models.release import load_checkpoint, release_source
 
 REFERENCE = "ms-128-192-r7"
@@ -63,16 +62,6 @@ def mean_budget(model: VariableRateCodec, images: list[np.ndarray], q: float,
     """``budget`` averaged over the images, per level."""
     per_image = [budget(model, rgb, q, fine) for rgb in images]
     return {lv: tuple(float(np.mean([im[lv][i] for im in per_image])) for i in range(2)) for lv in per_image[0]}
-
-
-def fine_stage(model: VariableRateCodec, state: dict) -> FineFirst | None:
-    """A fine-first stage's checkpoint (``--stage fine``) as it trained: the model with z2 under its own
-    density; None for any other checkpoint."""
-    if FINE_DENSITY not in state:
-        return None
-    fine = FineFirst(model)
-    fine.density.load_state_dict(state[FINE_DENSITY])
-    return fine
 
 
 def main() -> None:

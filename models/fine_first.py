@@ -78,6 +78,16 @@ class FineFirst(nn.Module):
         return self.model(x, q, synthesize=False, levels=self.levels, density=self.density)
 
 
+def fine_stage(model: CoarseToFine, state: dict) -> FineFirst | None:
+    """A run checkpoint's model as its stage trained it: a fine-first stage's (its ``state`` holds the
+    density) with z2 under that density; None for any other checkpoint."""
+    if CHECKPOINT_KEY not in state:
+        return None
+    fine = FineFirst(model)
+    fine.density.load_state_dict(state[CHECKPOINT_KEY])
+    return fine
+
+
 @torch.no_grad()
 def seed_coarse_level(model: CoarseToFine, fine_density: dict[str, torch.Tensor]) -> None:
     """Start h_s1 as the fine-first stage's density (its ``state_dict``): means 0 and its scale positions,

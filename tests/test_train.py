@@ -200,7 +200,7 @@ def test_the_fine_first_stage_codes_z2_alone_then_hands_its_density_to_the_coars
     """--stage fine (the coarse-to-fine paper's first stage): y and z2 only, z2 under one learned scale per
     channel; a run warm-started from it adds z1, and z2 then costs exactly what it cost before the switch."""
     from models.architectures import build
-    from models.fine_first import CHECKPOINT_KEY, FineFirst, seed_coarse_level
+    from models.fine_first import CHECKPOINT_KEY, fine_stage, seed_coarse_level
     from models.release import load_checkpoint
 
     source = tmp_path / "source"
@@ -215,8 +215,7 @@ def test_the_fine_first_stage_codes_z2_alone_then_hands_its_density_to_the_coars
     assert not torch.equal(state[CHECKPOINT_KEY]["fraction"], torch.full((16,), 18.0 / 64))  # the density trained
 
     model, _ = load_checkpoint(tmp_path / "fine" / "last.pt")
-    fine = FineFirst(model)
-    fine.density.load_state_dict(state[CHECKPOINT_KEY])
+    fine = fine_stage(model, state)
     x, q = torch.rand(1, 3, 128, 128), torch.tensor([3.0])
     y = model.g_a(x) * model.gains(q)[0]
     with torch.no_grad():
