@@ -5,9 +5,9 @@ The first stage of a coarse-to-fine model warm-started from the default (``lic t
 default's g_a and gains, so the checkpoint and the default code the same y = g_a(x) * gain(q) and
 differ only in their entropy models. Per level, at qualities 1, 4 and 8, on whole images: estimated
 bits per pixel of the rounded latents (-log2 of the likelihoods), and the share of each hyper-latent's
-symbols that are not zero. A hyper path that carries nothing (every symbol zero) leaves y to be coded
-with one learned mean and scale per channel, which is what a fresh entropy model fitted on the rate
-alone drifted to on the CPU (README, "The coarse-to-fine model at N=128"). A fine-first stage's
+symbols that are not zero (z2 has eight times the default's z symbols per pixel, so a share of z2 is
+not a share of z: benchmarks/c2f_opening.py counts per pixel and what the side bits are worth to y;
+docs/training.md, "What the hyper path carries"). A fine-first stage's
 checkpoint (``--stage fine``, models/fine_first.py) is rated as it trained: y and z2, z2 under its own
 per-channel density.
 

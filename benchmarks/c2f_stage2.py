@@ -9,7 +9,8 @@ the default's distortion and stage 1's rate. This rates checkpoints along stage 
 * estimated rate-distortion (-log2 likelihoods of the rounded latents, PSNR of the rounded 8-bit
   output) of whole images at qualities 1, 2, 4, 6 and 8, and the BD-rate against the default's;
 * where the bits go at qualities 1, 4 and 8: bits per pixel of each level and the share of each
-  hyper-latent's symbols that are not zero (a closed hyper path codes every z2 symbol as zero).
+  hyper-latent's symbols that are not zero (z2 has eight times the default's z symbols per pixel, so
+  compare its share with care; benchmarks/c2f_opening.py counts per pixel and what they are worth to y).
 
     .venv/bin/python benchmarks/c2f_stage2.py runs/c2f-128-192-s1/last.pt runs/c2f-128-192-s2/step-*.pt
 

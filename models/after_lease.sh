@@ -8,7 +8,7 @@
 # evaluations copied to benchmarks/training/NAME-eval.jsonl, and release.pt is exported with
 # `lic export` (a format-2 package with its Kodak check, about 5 minutes). The GPU utilisation samples
 # go to benchmarks/training/NAME-gpu_util.csv; a coarse-to-fine run's two checkpoints are rated by
-# benchmarks/c2f_opening.py (its hyper path open or not). First, what models/before_lease.sh stashed comes back;
+# benchmarks/c2f_opening.py (what its hyper path carries and is worth to y). First, what models/before_lease.sh stashed comes back;
 # last, models.weight_budget says what the new packages leave of the weight budget (exit 1: over it).
 # What needs judgement stays by hand: runs.json, DEFAULT_MODEL, golden streams, lic bench, the README, and a
 # new default's int8 twins (`.venv/bin/python -m models.quantize ID`, then benchmarks/int8.py rates them).
@@ -35,7 +35,7 @@ for name in "$@"; do
   grep '"eval"' "runs/$name/log.jsonl" >"benchmarks/training/$name-eval.jsonl"
   cat "$first/gpu_util.csv" "$second/gpu_util.csv" >"benchmarks/training/$name-gpu_util.csv" 2>/dev/null || true
   .venv/bin/lic export "runs/$name/release.pt" --id "$name" --kodak "$kodak"
-  case $name in  # did the lease open the coarse-to-fine hyper path (docs/training.md, "When the path closes")?
+  case $name in  # is the coarse-to-fine side information worth its bits yet (docs/training.md, "What the hyper path carries")?
     c2f-*) .venv/bin/python benchmarks/c2f_opening.py --label "$name: end of the lease's first call, then its release" \
              "runs/$name/mid.pt" "runs/$name/release.pt" ;;
   esac

@@ -366,7 +366,7 @@ class CoarseToFine(VariableRateCodec):
         # Start the hyper path open: by default initialisation z2 starts at about a tenth of y's magnitude
         # and z1 at a fiftieth of it, so both round to zero and carry nothing. Scaled, both start near
         # y's magnitude: 3-10% less rate at equal steps fitting an entropy model to the default's latents
-        # (docs/training.md, "Stage 1 on the CPU"), though the rate alone can still close the path.
+        # (docs/training.md, "Stage 1 on the CPU"); the rate alone then sheds most of it within tens of steps.
         with torch.no_grad():
             self.h_a2[-1].weight.mul_(10.0)
             self.h_a1[-1].weight.mul_(10.0)

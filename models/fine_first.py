@@ -8,12 +8,12 @@ channel, and adds the coarse level z1 after).
                                                                |
                    y_hat (GC) <-- means and scales of y <-- h_s2
 
-Why: fitted to the rate alone from a warm start, both hyper levels at once closed (z2 97-99% zero on the
-CPU) and coded the default's latents 2-7% above a fresh one-level model fitted the same way. In this
-order, 1,900 steps of this stage and 950 with z1 (as many steps in all) closed z2 too but reached the
-one-level model's rate: 3-6% fewer bits than both levels at once on Kodak, 5-11% on hires photos
-(docs/training.md, "The paper's order on the CPU"). A bottleneck for z2 instead of this Gaussian did
-worse: its density, like a bare scale position, learnt too slowly to make z2's zeros cheap.
+Why: fitted to the rate alone from a warm start, both hyper levels at once coded the default's latents
+2-7% above a fresh one-level model fitted the same way on the CPU. In this order, 1,900 steps of this
+stage and 950 with z1 (as many steps in all) reached the one-level model's rate: 3-6% fewer bits than
+both levels at once on Kodak, 5-11% on hires photos (docs/training.md, "The paper's order on the CPU").
+A bottleneck for z2 instead of this Gaussian did worse: its density, like a bare scale position, learnt
+too slowly to make z2's zeros cheap.
 
 The per-channel density is training-only: the run checkpoint keeps it (``fine_density``), and the next
 stage, a ``--stage entropy`` run warm-started from that checkpoint, starts its coarse level from it

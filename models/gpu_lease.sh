@@ -11,15 +11,13 @@
 #      that density). On the CPU this order, at equal steps, coded the default's latents 3-6% below both
 #      levels at once on Kodak and 5-11% on hires photos (docs/training.md, "The paper's order on the CPU").
 #      The warm start makes the new synthesis compute the default's exactly (models/warm_start.py), so
-#      the model starts at the default's distortion with an entropy model of its own. On the CPU this
-#      stage, on the rate alone, left the hyper path closed (z2 over 99% zero below quality 8 after 1,373
-#      steps; docs/training.md, "Stage 1 on the CPU"). The paper's helping losses (--helping-loss) opened
-#      it but cost bits at equal steps at every weight tried, so this stage stays on the rate alone.
-#      Nor did stage 2 reopen it on the CPU (791 steps end to end; docs/training.md, "Stage 2 on the CPU"):
-#      whether this stage leaves z2 open at GPU scale decides the lease (benchmarks/c2f_stage2.py rates it).
-#      Every CPU recipe closed it within tens of steps, end to end from the warm start too; the zoo's
-#      c2f-64-96 lineage, as closed after its CPU steps, opened in its first lease (docs/training.md,
-#      "When the path closes"; after_lease.sh rates the run beside it in benchmarks/c2f_opening.json).
+#      the model starts at the default's distortion with an entropy model of its own. On the CPU the
+#      new hyper path carried about as many side bits as the default's z, but they were worth nothing to
+#      y yet: y cost more than under each image's own per-channel frequencies, where the default's z saves
+#      it 0.04-0.22 bpp (docs/training.md, "What the hyper path carries"). The paper's helping losses
+#      (--helping-loss) and distillation from the default did not speed that up at equal steps, so this
+#      stage stays on the rate alone; the zoo's c2f-64-96 lineage got its worth in its first lease.
+#      after_lease.sh rates the run in benchmarks/c2f_opening.json; benchmarks/c2f_stage2.py its RD.
 #      It has 3.0 minutes (1.5 until stop 39; split in two since stop 40): on the CPU a stage-1 patch cost a 17th of a stage-2 one, and the
 #      entropy model is what lags (a fresh one-level model fitted the same way lagged the default's own by
 #      13-29% on Kodak, benchmarks/c2f_prior_fresh.json), so a minute buys it more here than in stage 2.

@@ -7,13 +7,12 @@ code adds them in its stages 1-3 and drops them for the end-to-end stage 4).
     z2_hat --> h_s2 --> f2 (m, 1/16)  --> 3x3 conv --> MSE against y  (detached)
     z1_hat --> h_s1 --> f1 (h2, 1/32) --> 3x3 conv --> MSE against z2 (detached)
 
-Why: fitted to the rate alone, a fresh hyper level closes. While h_s2 cannot yet read z2, z2's noise
-only worsens y's predicted means and scales, so the gradients shrink z2 until every symbol rounds to
-zero (docs/training.md, "Stage 1 on the CPU"). The helping loss pays z2 for carrying y, so the path
-stays open until the entropy model has learnt to use it. The projections are training-only: they are
-not part of the model, its releases or the run time.
+Why: fitted to the rate alone, a fresh hyper level is slow to be worth its bits: while h_s2 cannot yet
+read z2, z2's noise only worsens y's predicted means and scales (docs/training.md, "What the hyper path
+carries"). The helping loss pays z2 for carrying y until the entropy model has learnt to use it. The
+projections are training-only: they are not part of the model, its releases or the run time.
 
-Measured on the CPU (docs/training.md, "The helping losses"): they open the path, mostly at high
+Measured on the CPU (docs/training.md, "The helping losses"): they widen z2, mostly at high
 qualities (the gains scale y's energy 64-fold from quality 1 to 8, and the paper trains one model per
 rate), but cost bits at equal steps at every weight tried, so the lease's stage 1 does without them.
 """
