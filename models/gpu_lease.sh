@@ -15,8 +15,9 @@
 #      new hyper path carried about as many side bits as the default's z, but they were worth nothing to
 #      y yet: y cost more than under each image's own per-channel frequencies, where the default's z saves
 #      it 0.04-0.22 bpp (docs/training.md, "What the hyper path carries"). The paper's helping losses
-#      (--helping-loss) and distillation from the default did not speed that up at equal steps, so this
-#      stage stays on the rate alone; the zoo's c2f-64-96 lineage got its worth in its first lease.
+#      (--helping-loss), distillation from the default and 2-4x the learning rate (at batch 8) did not speed
+#      that up at equal steps, so this stage stays as it is; the zoo's c2f-64-96 lineage got its worth
+#      in its first lease.
 #      after_lease.sh rates the run in benchmarks/c2f_opening.json; benchmarks/c2f_stage2.py its RD.
 #      It has 3.0 minutes (1.5 until stop 39; split in two since stop 40): on the CPU a stage-1 patch cost a 17th of a stage-2 one, and the
 #      entropy model is what lags (a fresh one-level model fitted the same way lagged the default's own by
