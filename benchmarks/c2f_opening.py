@@ -31,9 +31,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.c2f_prior import level_budget
-from models.architectures import VariableRateCodec, padding_multiple
-from models.data import image_files, image_tensor, load_rgb
+from benchmarks.c2f_prior import level_budget, rate_pass
+from models.architectures import VariableRateCodec
+from models.data import image_files, load_rgb
 from models.fine_first import FineFirst, fine_stage
 from models.release import load_checkpoint
 
@@ -51,17 +51,12 @@ def factorized_bits(y: torch.Tensor) -> float:
     return total
 
 
-@torch.no_grad()
 def image_rates(model: VariableRateCodec, rgb: np.ndarray, q: float,
                 fine: FineFirst | None) -> tuple[dict[str, tuple[float, float]], float]:
     """One whole image at quality q: per level (bits per pixel, share of non-zero symbols), and the bits
     per pixel of y under its own per-channel frequencies (``factorized_bits``)."""
-    h, w = rgb.shape[:2]
-    x = image_tensor(rgb, padding_multiple(model))
-    y = model.g_a(x) * model.gains(torch.tensor([q]))[0]
-    coded = model.rate(y, noise=False, straight_through=False,
-                       **({"levels": fine.levels, "density": fine.density} if fine is not None else {}))
-    return level_budget(coded, h * w), factorized_bits(y) / (h * w)
+    coded, pixels = rate_pass(model, rgb, q, fine)
+    return level_budget(coded, pixels), factorized_bits(coded.latents["y"]) / pixels
 
 
 def rate_checkpoint(path: Path, images: list[np.ndarray]) -> dict:

@@ -47,14 +47,19 @@ def level_budget(coded: RatePass, pixels: int) -> dict[str, tuple[float, float]]
 
 
 @torch.no_grad()
-def budget(model: VariableRateCodec, rgb: np.ndarray, q: float, fine: FineFirst | None = None) -> dict[str, tuple[float, float]]:
-    """``level_budget`` of one whole image at quality q; a fine-first stage's model (``fine``) is rated
-    as it trained, z2 under its own density and without z1."""
+def rate_pass(model: VariableRateCodec, rgb: np.ndarray, q: float, fine: FineFirst | None = None) -> tuple[RatePass, int]:
+    """The rounded rate pass of one whole image at quality q, and its pixel count; a fine-first stage's
+    model (``fine``) is rated as it trained, z2 under its own density and without z1."""
     h, w = rgb.shape[:2]
     x = image_tensor(rgb, padding_multiple(model))
     y = model.g_a(x) * model.gains(torch.tensor([q]))[0]
     stage = {"levels": fine.levels, "density": fine.density} if fine is not None else {}
-    return level_budget(model.rate(y, noise=False, straight_through=False, **stage), h * w)
+    return model.rate(y, noise=False, straight_through=False, **stage), h * w
+
+
+def budget(model: VariableRateCodec, rgb: np.ndarray, q: float, fine: FineFirst | None = None) -> dict[str, tuple[float, float]]:
+    """``level_budget`` of one whole image at quality q (``rate_pass``)."""
+    return level_budget(*rate_pass(model, rgb, q, fine))
 
 
 def mean_budget(model: VariableRateCodec, images: list[np.ndarray], q: float,
